@@ -183,3 +183,66 @@ def random_degradations(rng: np.random.Generator, p_clean: float = 0.2, max_coun
     count = int(rng.integers(1, max_count + 1))
     kinds = rng.choice(len(TYPES), size=count, replace=False)
     return [Degradation(TYPES[k], float(rng.uniform(0.1, 1.0))) for k in sorted(kinds)]
+
+
+def build_dataset(
+    photos: Sequence["os.PathLike[str] | str"],
+    out_dir: "os.PathLike[str] | str",
+    variants: int = 12,
+    seed: int = 0,
+    labeled: bool = True,
+    p_clean: float = 0.2,
+) -> "Path":
+    """Write ``variants`` randomly degraded copies of each photo and a CSV describing them.
+
+    Args:
+        photos: Source photographs (any size; brought to the working size first).
+        out_dir: Folder for PNG copies (lossless, so the JPEG degradation is the only JPEG damage) and the CSV.
+        variants: Copies per photo (the first is always the clean photo).
+        seed: Everything is reproducible from this seed and the photo order.
+        labeled: Write label columns (``mean`` and ``p1..p10``); unlabeled sets only get ``path``.
+        p_clean: Probability that a later copy is left undamaged.
+
+    Returns:
+        Path of ``labels.csv`` (columns: path, mean, p1..p10, damage), written atomically after all images.
+    """
+    import csv
+    import os
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, src in enumerate(tqdm(list(photos), desc=f"degrading into {out.name}", leave=False)):
+        rng = np.random.default_rng([seed, i])
+        with Image.open(src) as im:
+            from PIL import ImageOps
+
+            base = to_work_size(ImageOps.exif_transpose(im))
+        stem = Path(src).stem
+        for v in range(variants):
+            damage = [] if v == 0 else random_degradations(rng, p_clean=p_clean)
+            img = apply(base, damage, seed=int(rng.integers(2**31)))
+            if rng.random() < 0.5:  # mirror half of the copies: more views of the same scene
+                img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            name = f"{i:04d}_{stem[:40]}_{v:02d}.png"
+            img.save(out / name)
+            mean = target_mean(damage)
+            rows.append((name, mean, target_distribution(mean),
+                         "+".join(f"{d.kind}:{d.severity:.2f}" for d in damage) or "clean"))
+    csv_path = out / "labels.csv"
+    tmp = out / ".labels.csv.tmp"
+    with open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        if labeled:
+            w.writerow(["path", "mean", *[f"p{k}" for k in range(1, 11)], "damage"])
+            for name, mean, dist, dmg in rows:
+                w.writerow([name, f"{mean:.4f}", *[f"{p:.6f}" for p in dist], dmg])
+        else:
+            w.writerow(["path"])
+            for name, *_ in rows:
+                w.writerow([name])
+    os.replace(tmp, csv_path)
+    return csv_path
