@@ -110,7 +110,7 @@ def test_efficientnet_lite0_classifies_real_photos(photo_set):
         prob = model(x).softmax(-1).numpy()
     for row, (name, classes) in zip(prob, IMAGENET.items()):
         assert int(row.argmax()) in classes, f"{name}: top-1 {int(row.argmax())}"
-        assert row[sorted(classes)].sum() > 0.4, name
+        assert row[sorted(classes)].sum() > 0.3, name
 
 
 def test_efficientnet_lite0_features_pair_views_of_a_scene(photo_set):
