@@ -76,6 +76,14 @@ def test_percentile_interpolates_and_clamps():
     assert cal.percentile(42.5) == pytest.approx(42.5)
 
 
+def test_target_mapping_is_quantile_matching():
+    cal = Calibration("r", "m", tuple(float(i) for i in range(101)), "AVA", tuple(3 + 4 * i / 100 for i in range(101)))
+    assert cal.to_target(50.0) == pytest.approx(5.0)
+    assert cal.to_target(-1) == pytest.approx(3.0)
+    assert Manifest.from_json(Manifest(calibration=cal).to_json()).calibration == cal
+    assert Calibration("r", "m", cal.quantiles).to_target(3.0) is None
+
+
 def test_check_against_tensor():
     m = Manifest()
     m.check_against_tensor([None, 3, 224, 224], "float32")

@@ -184,14 +184,27 @@ class Calibration:
     """Maps a raw mean score to a percentile against a stated reference population.
 
     Attributes:
-        reference: What the percentiles are relative to (e.g. "AVA vote means, 255,502 photos").
+        reference: What the percentiles are relative to (the reference photo population, in words).
         method: How ``quantiles`` were produced, in words.
         quantiles: Non-decreasing raw scores at percentiles 0, 1, ..., 100 (101 values).
+        target: Optional name of a second scale the percentile is mapped onto (e.g. AVA vote means).
+        target_quantiles: That scale's values at percentiles 0..100 (101 values), or empty.
     """
 
     reference: str
     method: str
     quantiles: tuple[float, ...]
+    target: str = ""
+    target_quantiles: tuple[float, ...] = ()
+
+    def to_target(self, score: float) -> float | None:
+        """Score on the ``target`` scale at the same percentile (quantile mapping), or None without a target."""
+        if not self.target_quantiles:
+            return None
+        pos = self.percentile(score) / 100.0 * (len(self.target_quantiles) - 1)
+        lo = min(int(pos), len(self.target_quantiles) - 2)
+        frac = pos - lo
+        return self.target_quantiles[lo] * (1 - frac) + self.target_quantiles[lo + 1] * frac
 
     def percentile(self, score: float) -> float:
         """Percentile (0..100) of ``score`` by piecewise-linear interpolation of the quantile table."""
@@ -213,7 +226,8 @@ class Calibration:
         return 100.0 * (lo + frac) / (len(q) - 1)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"reference": self.reference, "method": self.method, "quantiles": [float(v) for v in self.quantiles]}
+        return {"reference": self.reference, "method": self.method, "quantiles": [float(v) for v in self.quantiles],
+                "target": self.target, "target_quantiles": [float(v) for v in self.target_quantiles]}
 
 
 @dataclass(frozen=True)
@@ -294,7 +308,8 @@ class Manifest:
             output=OutputSpec(**{k: v for k, v in out.items() if k in _OUTPUT_KEYS}),
             provenance=dict(data.get("provenance") or {}),
             calibration=(
-                Calibration(cal["reference"], cal["method"], tuple(float(v) for v in cal["quantiles"]))
+                Calibration(cal["reference"], cal["method"], tuple(float(v) for v in cal["quantiles"]),
+                            str(cal.get("target") or ""), tuple(float(v) for v in cal.get("target_quantiles") or ()))
                 if cal
                 else None
             ),
@@ -465,6 +480,10 @@ def validate(data: Any) -> list[str]:
                 p.append("calibration.quantiles must be 101 numbers (percentiles 0..100)")
             elif any(b < a for a, b in zip(q, q[1:])):
                 p.append("calibration.quantiles must be non-decreasing")
+            tq = cal.get("target_quantiles") or []
+            if tq and not (isinstance(tq, (list, tuple)) and len(tq) == 101 and all(_is_num(v) for v in tq)
+                           and all(b >= a for a, b in zip(tq, tq[1:]))):
+                p.append("calibration.target_quantiles must be empty or 101 non-decreasing numbers")
     return p
 
 

@@ -50,6 +50,7 @@ class ScoreResult:
         std: Standard deviation of the predicted distribution: how much raters would disagree.
         distribution: Probability of each score bin.
         percentile: Percentile of ``mean`` against the manifest's calibration reference, if it has one.
+        calibrated: ``mean`` mapped onto the calibration's target scale at the same percentile, if it has one.
     """
 
     source: str
@@ -57,6 +58,7 @@ class ScoreResult:
     std: float
     distribution: tuple[float, ...]
     percentile: float | None = None
+    calibrated: float | None = None
     ok: bool = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,6 +68,7 @@ class ScoreResult:
             "mean": self.mean,
             "std": self.std,
             "percentile": self.percentile,
+            "calibrated": self.calibrated,
             "distribution": list(self.distribution),
         }
 
@@ -154,6 +157,7 @@ class Scorer:
                     std=float(math.sqrt(max(float(v), 0.0))),
                     distribution=tuple(float(x) for x in row),
                     percentile=cal.percentile(float(m)) if cal else None,
+                    calibrated=cal.to_target(float(m)) if cal else None,
                 )
             )
         return out
