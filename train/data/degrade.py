@@ -27,6 +27,8 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, ImageFilter
 
+from cskd_train.data.items import gaussian_distribution
+
 __all__ = [
     "PROTOCOL_VERSION",
     "WORK_SIDE",
@@ -172,8 +174,7 @@ def target_mean(degradations: Sequence[Degradation]) -> float:
 
 def target_distribution(mean: float, std: float = LABEL_STD) -> np.ndarray:
     """Discretised Gaussian over bins 1..10 (normalised)."""
-    p = np.exp(-0.5 * ((BINS - mean) / std) ** 2)
-    return p / p.sum()
+    return gaussian_distribution(mean, std, len(BINS)).astype(np.float64)
 
 
 def random_degradations(rng: np.random.Generator, p_clean: float = 0.2, max_count: int = 2) -> list[Degradation]:
