@@ -198,6 +198,7 @@ def fit(task: Task, cfg: Config, info: D.DistInfo) -> Path:
             "rng_per_rank": rngs,
             "partial_per_rank": partials,
             "world": info.world,
+            "backend": str(torch.distributed.get_backend()) if torch.distributed.is_initialized() else "none",
             "history": history,
         }
         manifest = make_manifest(cfg, net.model, task.spec, task.stage, metrics, task.provenance())
