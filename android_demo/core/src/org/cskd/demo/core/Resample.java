@@ -7,7 +7,8 @@ package org.cskd.demo.core;
  * <p>Convolution filters (box, bilinear, hamming, bicubic, lanczos) follow Pillow's two-pass separable
  * resampler: per output pixel, filter weights over a support scaled by the downscaling factor (that is the
  * antialiasing), normalised to sum 1, converted to 22-bit fixed point and accumulated in 32-bit integers with
- * rounding; horizontal pass first (only over the rows the vertical pass needs), then vertical. Nearest follows
+ * rounding; two passes in Pillow 13's order (horizontal first unless the height shrinks much more than the
+ * width), the first pass only over the rows the second needs. Nearest follows
  * Pillow's affine nearest-neighbour scaling (pixel centres, accumulated in doubles). Integer and double
  * arithmetic is IEEE-identical in Java, so the output is bit-exact; only hamming and lanczos call sin/cos,
  * whose last bit may differ between math libraries and, very rarely, move one pixel by one level.
@@ -130,19 +131,32 @@ public final class Resample {
         Filter f = filter(interpolation);
         boolean needH = outW != in.width;
         boolean needV = outH != in.height;
-        Coeffs vert = Coeffs.compute(in.height, outH, f);
-        int yFirst = vert.bounds[0];
-        int yLast = vert.bounds[outH * 2 - 2] + vert.bounds[outH * 2 - 1];
+        // Pillow 13 runs the vertical pass first when the height shrinks by more than twice as many pixels as
+        // the width (cheaper horizontal pass); the pass order changes the 8-bit intermediate, so it must match.
+        int dy = in.height - outH;
+        boolean horizontalFirst = !(dy > 0 && dy > (in.width - outW) * 2);
         RgbImage cur = in;
-        if (needH) {
-            for (int i = 0; i < outH; i++) {
-                vert.bounds[i * 2] -= yFirst;
+        if (horizontalFirst) {
+            Coeffs vert = Coeffs.compute(in.height, outH, f);
+            if (needH) {
+                // Only the source rows the vertical pass will read are resampled horizontally.
+                int yFirst = vert.bounds[0];
+                int yLast = vert.bounds[outH * 2 - 2] + vert.bounds[outH * 2 - 1];
+                for (int i = 0; i < outH; i++) {
+                    vert.bounds[i * 2] -= yFirst;
+                }
+                cur = horizontal(cur, outW, yFirst, yLast - yFirst, Coeffs.compute(in.width, outW, f));
             }
-            Coeffs hor = Coeffs.compute(in.width, outW, f);
-            cur = horizontal(in, outW, yFirst, yLast - yFirst, hor);
-        }
-        if (needV) {
-            cur = vertical(cur, outH, vert);
+            if (needV) {
+                cur = vertical(cur, outH, vert);
+            }
+        } else {
+            if (needV) {
+                cur = vertical(cur, outH, Coeffs.compute(in.height, outH, f));
+            }
+            if (needH) {
+                cur = horizontal(cur, outW, 0, outH, Coeffs.compute(in.width, outW, f));
+            }
         }
         return cur;
     }
