@@ -28,9 +28,14 @@ public final class Pipeline {
         public final double preprocessMs;
         /** The ONNX Runtime call plus postprocessing. */
         public final double inferenceMs;
+        /** The decoded, upright photo (for a preview). */
+        public final RgbImage upright;
 
-        Result(Scores scores, int orientation, int jpegScale, int w, int h, double decodeMs, double preprocessMs,
+        Result(Scores scores, int orientation, int jpegScale, RgbImage upright, double decodeMs, double preprocessMs,
                 double inferenceMs) {
+            int w = upright.width;
+            int h = upright.height;
+            this.upright = upright;
             this.scores = scores;
             this.orientation = orientation;
             this.jpegScale = jpegScale;
@@ -102,7 +107,7 @@ public final class Pipeline {
         long t2 = System.nanoTime();
         Scores s = model.score(x);
         long t3 = System.nanoTime();
-        return new Result(s, up.orientation, up.jpegScale, up.image.width, up.image.height, (t1 - t0) / 1e6,
+        return new Result(s, up.orientation, up.jpegScale, up.image, (t1 - t0) / 1e6,
                 (t2 - t1) / 1e6, (t3 - t2) / 1e6);
     }
 
