@@ -80,16 +80,6 @@ def _fill(node: Any, context: Mapping[str, str], where: str) -> Any:
     return node
 
 
-def _runner(stage: str) -> Any:
-    import importlib
-
-    module = importlib.import_module(f"cskd_train.{'skd' if stage == 'kd' else stage if stage != 'nima' else 'baselines'}")
-    fn = getattr(module, f"run_{stage}", None)
-    if fn is None:
-        raise PipelineError(f"no runner for stage {stage!r}")
-    return fn
-
-
 def run_pipeline(recipe: str | os.PathLike, out: str | os.PathLike = "runs/default_cpu",
                  overrides: Mapping[str, Mapping[str, Any]] | None = None, install: bool = False) -> dict[str, Any]:
     """Run every stage of a pipeline recipe that is not finished yet.
@@ -105,6 +95,7 @@ def run_pipeline(recipe: str | os.PathLike, out: str | os.PathLike = "runs/defau
         The pipeline state: stage -> checkpoint path, data description, timings.
     """
     from . import offline_init
+    from .cli import run_stage
     from .config import config_from_dict
     from .default_model import prepare_data
 
@@ -139,7 +130,7 @@ def run_pipeline(recipe: str | os.PathLike, out: str | os.PathLike = "runs/defau
         cfg = config_from_dict(merged, f"{path}:stages.{name}")
         logger.info("pipeline: stage %s (%s)", name, cfg.stage)
         t0 = time.time()
-        ckpt = Path(_runner(cfg.stage)(cfg))
+        ckpt = Path(run_stage(cfg))
         state["stages"][name] = str(ckpt)
         state["seconds"][name] = round(time.time() - t0, 1)
         context[f"stages.{name}"] = str(ckpt)
