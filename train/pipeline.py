@@ -81,7 +81,8 @@ def _fill(node: Any, context: Mapping[str, str], where: str) -> Any:
 
 
 def run_pipeline(recipe: str | os.PathLike, out: str | os.PathLike = "runs/default_cpu",
-                 overrides: Mapping[str, Mapping[str, Any]] | None = None, install: bool = False) -> dict[str, Any]:
+                 overrides: Mapping[str, Mapping[str, Any]] | None = None, install: bool = False,
+                 install_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Run every stage of a pipeline recipe that is not finished yet.
 
     Args:
@@ -90,6 +91,7 @@ def run_pipeline(recipe: str | os.PathLike, out: str | os.PathLike = "runs/defau
         overrides: Per-stage config overrides merged last (``{"skd": {"optim": {"epochs": 1}}}``), for tests.
         install: Also calibrate the final model and install it as the packaged default (see
             :func:`install_default`).
+        install_dir: Where to install (default: the cskd_export package's ``default_model`` folder).
 
     Returns:
         The pipeline state: stage -> checkpoint path, data description, timings.
@@ -110,7 +112,9 @@ def run_pipeline(recipe: str | os.PathLike, out: str | os.PathLike = "runs/defau
     state.setdefault("stages", {})
     state.setdefault("seconds", {})
 
-    data = prepare_data(**spec.get("data", {}))
+    data_spec = dict(spec.get("data", {}))
+    # `data.given` names ready-made CSVs (labeled_csv, unlabeled_csv, val_csv) instead of the default-model data.
+    data = data_spec["given"] if "given" in data_spec else prepare_data(**data_spec)
     context: dict[str, str] = {f"data.{k}": str(v) for k, v in data.items() if isinstance(v, (str, int, float))}
     if any("{dinov2_onnx}" in json.dumps(s) for s in spec["stages"].values()):
         context["dinov2_onnx"] = str(offline_init.dinov2_small_encoder_onnx(fetch=True))
@@ -141,12 +145,14 @@ def run_pipeline(recipe: str | os.PathLike, out: str | os.PathLike = "runs/defau
     _write_json(state_path, state)
     if install and state["final"]:
         state["installed"] = install_default(Path(state["final"]), spec,
-                                             Path(state["ablation"]) if state["ablation"] else None)
+                                             Path(state["ablation"]) if state["ablation"] else None,
+                                             Path(install_dir) if install_dir else DEFAULT_CHECKPOINT_DIR)
         _write_json(state_path, state)
     return state
 
 
-def install_default(final: Path, spec: Mapping[str, Any], ablation: Path | None = None) -> dict[str, str]:
+def install_default(final: Path, spec: Mapping[str, Any], ablation: Path | None = None,
+                    dest: Path = DEFAULT_CHECKPOINT_DIR) -> dict[str, str]:
     """Calibrate the final model's scores and write it (and the ablation) as the packaged default checkpoints.
 
     The calibration (percentile against the reference population, mapped onto AVA's vote-mean quantiles) goes
@@ -162,11 +168,11 @@ def install_default(final: Path, spec: Mapping[str, Any], ablation: Path | None 
                                                           "version": str(spec.get("version", info.version))})
     ckpt = load_checkpoint(final)
     keep = {k: ckpt[k] for k in ("config", "metrics", "epoch") if k in ckpt}
-    out = {"checkpoint": str(save_checkpoint(DEFAULT_CHECKPOINT_DIR / f"{spec.get('name', 'default')}.pt", model,
+    out = {"checkpoint": str(save_checkpoint(dest / f"{spec.get('name', 'default')}.pt", model,
                                              manifest, ckpt.get("stage", "skd"), extra=keep))}
     if ablation is not None:
         abl_model, abl_manifest = model_from_checkpoint(ablation)
-        out["ablation"] = str(save_checkpoint(DEFAULT_CHECKPOINT_DIR / "ablation-mv2-no-cfa-no-skd.pt", abl_model,
+        out["ablation"] = str(save_checkpoint(dest / "ablation-mv2-no-cfa-no-skd.pt", abl_model,
                                               abl_manifest, "nima"))
     logger.info("installed default model: %s", out)
     return out
