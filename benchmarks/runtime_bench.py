@@ -202,8 +202,19 @@ def _child_result(proc: subprocess.Popen, what: str, timeout: float = 3600.0) ->
 
 
 def _peak_rss_mb() -> float:
-    # ru_maxrss is in KiB on Linux, bytes on macOS.
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """Peak resident memory of this process in MB.
+
+    On Linux this is ``VmHWM`` of the process's own address space: ``ru_maxrss`` would not do for child processes,
+    since the kernel carries the parent's peak over ``fork`` + ``exec`` into it.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return peak / (2**20 if sys.platform == "darwin" else 1024.0)
 
 
@@ -330,15 +341,17 @@ def describe_photos(paths: Sequence[Path]) -> dict[str, Any]:
     """Size, format, mean file size and share of EXIF-rotated photos of a photo set."""
     from PIL import Image
 
-    sizes, rotated, dims = [], 0, set()
+    sizes, rotated, dims, mp = [], 0, set(), []
     for p in paths:
         with Image.open(p) as im:
             dims.add(f"{im.width}x{im.height}")
+            mp.append(im.width * im.height / 1e6)
             rotated += int(im.getexif().get(0x0112, 1) not in (1, None))
             fmt = im.format
         sizes.append(Path(p).stat().st_size / 1e6)
     return {"count": len(paths), "pixels": sorted(dims), "format": fmt if paths else None,
             "mean_file_mb": float(np.mean(sizes)) if sizes else 0.0, "exif_rotated": rotated,
+            "megapixels": float(np.mean(mp)) if mp else 0.0,
             "text": f"{'/'.join(sorted(dims))} {fmt}, {np.mean(sizes):.1f} MB on average, "
                     f"{rotated} of {len(paths)} EXIF-rotated" if paths else "none"}
 
