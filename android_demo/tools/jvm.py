@@ -106,7 +106,7 @@ class JUnitResult:
     output: str
 
 
-def test_classes(build: JvmBuild) -> list[str]:
+def junit_test_classes(build: JvmBuild) -> list[str]:
     return sorted(
         str(p.relative_to(build.test_classes).with_suffix("")).replace(os.sep, ".")
         for p in build.test_classes.rglob("*Test.class")
@@ -116,7 +116,7 @@ def test_classes(build: JvmBuild) -> list[str]:
 def run_junit(build: JvmBuild, goldens: Path | None) -> JUnitResult:
     """Run every ``*Test`` class with JUnit 4; golden-file tests read ``goldens`` (``-Dcskd.goldens``)."""
     props = {"cskd.goldens": str(goldens)} if goldens else {}
-    classes = test_classes(build)
+    classes = junit_test_classes(build)
     if not classes:
         raise ToolError(f"no JUnit test classes under {build.test_classes}")
     res = build.java("org.junit.runner.JUnitCore", classes, tests=True, props=props)
