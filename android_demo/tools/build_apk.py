@@ -25,14 +25,13 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import sys
 import tempfile
 import time
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 try:
     from .toolchain import DEMO_ROOT, Toolchain, ToolError
@@ -218,7 +217,8 @@ def build_apk(model: Path, out: Path, *, photo: Path | None = None, abis: Sequen
         # --- Java -> classes -> dex
         t0 = time.perf_counter()
         _write_build_info(gen / "org" / "cskd" / "demo" / "BuildInfo.java", version_name, version_code, model_sha)
-        sources = sorted(str(p) for root in (DEMO_ROOT / "core" / "src", APP / "src", gen) for p in root.rglob("*.java"))
+        roots = (DEMO_ROOT / "core" / "src", APP / "src", gen)
+        sources = sorted(str(p) for root in roots for p in root.rglob("*.java"))
         classes = work / "classes"
         classes.mkdir(exist_ok=True)
         tc.run([tc.javac, "-source", "8", "-target", "8", "-Xlint:-options", "-encoding", "UTF-8", "-bootclasspath",

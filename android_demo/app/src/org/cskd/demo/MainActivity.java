@@ -104,8 +104,8 @@ public final class MainActivity extends Activity {
                         @Override
                         public void run() {
                             ModelManifest m = p.model().manifest;
-                            status.setText(getString(R.string.ready) + "\n" + m.name + " " + m.version + " · ONNX Runtime "
-                                    + OrtModel.ortVersion());
+                            status.setText(getString(R.string.ready) + "\n" + m.name + " " + m.version
+                                    + " · ONNX Runtime " + OrtModel.ortVersion());
                         }
                     });
                 } catch (Exception e) {

@@ -152,7 +152,8 @@ public final class OrtModel implements AutoCloseable {
             if (problem.length() > 0) {
                 problem.append("; ");
             }
-            problem.append("input dtype ").append(dtype).append(" does not match manifest dtype ").append(m.input.dtype);
+            problem.append("input dtype ").append(dtype).append(" does not match manifest dtype ")
+                    .append(m.input.dtype);
         }
         if (problem.length() > 0) {
             throw new ModelManifest.ManifestException(Collections.singletonList(problem.toString()), source);
