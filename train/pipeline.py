@@ -72,6 +72,9 @@ def _fill(node: Any, context: Mapping[str, str], where: str) -> Any:
         return [_fill(v, context, f"{where}[{i}]") for i, v in enumerate(node)]
     if isinstance(node, str):
         def sub(m: re.Match[str]) -> str:
+            if m.group(1) not in context and m.group(1).startswith("stages."):
+                raise PipelineError(f"{where}: {{{m.group(1)}}} is not a stage that runs before this one "
+                                    f"(stages run in the order they are written)")
             if m.group(1) not in context:
                 raise PipelineError(f"{where}: unknown reference {{{m.group(1)}}} (known: {', '.join(sorted(context))})")
             return str(context[m.group(1)])
