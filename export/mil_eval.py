@@ -11,7 +11,7 @@ Neural Engine may differ slightly). Apple's runtime on a Mac remains the final w
 a package was checked.
 
 Supported ops: const, cast, conv (groups, strides, dilations, all pad types), linear, matmul, add, sub, mul,
-real_div, maximum, minimum, clip, relu, relu6, sigmoid, silu, tanh, softmax, reduce_mean, reduce_sum, reshape,
+real_div, maximum, minimum, clip, relu, relu6, sigmoid, silu, tanh, softmax, reduce_mean/sum/max/min, reshape,
 transpose, squeeze, expand_dims, concat, avg_pool (global and strided), batch_norm,
 constexpr_affine_dequantize, constexpr_blockwise_shift_scale, constexpr_cast. An unsupported op raises
 :class:`UnsupportedOp` naming it.
@@ -218,6 +218,8 @@ OPS: dict[str, _Op] = {
     "softmax": lambda a: _softmax(a["x"], int(a.get("axis", -1))),
     "reduce_mean": _reduce(np.mean),
     "reduce_sum": _reduce(np.sum),
+    "reduce_max": _reduce(np.max),
+    "reduce_min": _reduce(np.min),
     "reshape": lambda a: a["x"].reshape([int(v) for v in a["shape"]]),
     "transpose": lambda a: np.transpose(a["x"], _axes(a["perm"])),
     "squeeze": lambda a: np.squeeze(a["x"], axis=None if a.get("axes") is None else _axes(a["axes"])),
