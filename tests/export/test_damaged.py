@@ -33,7 +33,7 @@ def _damaging(original):
 def test_damaged_artifact_fails_gate_and_is_not_left_behind(trained_checkpoint, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     out.mkdir()
-    stale = out / "test-brightness-mv2-fp32.onnx"
+    stale = out / "test-brightness-resnet-fp32.onnx"
     stale.write_bytes(b"\x08 stale artifact from an earlier run")
     monkeypatch.setattr(export_onnx, "export", _damaging(export_onnx.export))
 
@@ -42,7 +42,7 @@ def test_damaged_artifact_fails_gate_and_is_not_left_behind(trained_checkpoint, 
     captured = capsys.readouterr()
     assert rc == 1
     err = captured.err
-    assert "test-brightness-mv2-fp32.onnx: FAILED the fp32 parity gate" in err
+    assert "test-brightness-resnet-fp32.onnx: FAILED the fp32 parity gate" in err
     assert "max_abs_delta" in err and "> 0.0001" in err  # names the number and the limit
     # Nothing that looks like a model remains: no partial file, and the stale copy was removed too.
     assert sorted(p.name for p in out.iterdir()) == ["export_report.json", "export_report.md"]
@@ -56,4 +56,4 @@ def test_keep_failed_moves_the_rejected_file_aside(trained_checkpoint, tmp_path,
                "--no-latency", "--keep-failed", "-q"])
     assert rc == 1
     assert not list(out.glob("*.onnx")) and not list(out.glob(".*partial*"))
-    assert [p.name for p in (out / "rejected").iterdir()] == ["test-brightness-mv2-fp32.onnx.rejected"]
+    assert [p.name for p in (out / "rejected").iterdir()] == ["test-brightness-resnet-fp32.onnx.rejected"]

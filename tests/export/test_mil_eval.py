@@ -33,7 +33,7 @@ def test_same_padding_follows_tf_convention():
 
 
 def test_small_program_with_pooling_and_matmul(tmp_path):
-    """A CoreML program using ops MobileNetV2 does not (avg_pool, matmul, sigmoid, reduce_max, concat) evaluates correctly."""
+    """A CoreML program using ops MobileNetV2 does not (avg_pool, max_pool, matmul, sigmoid, reduce_max, concat) evaluates correctly."""
     import coremltools as ct
     import torch
 
@@ -45,6 +45,7 @@ def test_small_program_with_pooling_and_matmul(tmp_path):
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             y = torch.nn.functional.avg_pool2d(torch.sigmoid(self.conv(x)), 2)
+            y = torch.nn.functional.max_pool2d(y, 3, stride=2, padding=1)
             f = torch.cat([y.mean((2, 3)), y.amax((2, 3))], dim=1)
             return torch.softmax(f @ self.w, dim=-1)
 
