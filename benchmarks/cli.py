@@ -85,7 +85,8 @@ def _artifacts(args: argparse.Namespace, work: Path) -> tuple[list[Path], Path |
 
     ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     out = work / "artifacts"
-    argv = ["--target", "onnx,tflite", "--precision", "fp32,fp16,int8", "--checkpoint", str(ckpt), "--out", str(out)]
+    # Every precision each runtime format supports (onnx: fp32, int8; tflite: fp32, fp16, int8).
+    argv = ["--target", "onnx,tflite", "--checkpoint", str(ckpt), "--out", str(out)]
     rc = export_main(argv)
     if rc != 0:
         raise SystemExit(f"cskd-export failed (exit {rc}); see its report in {out}")
@@ -358,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif what == "export":
             from cskd_bench import export_bench
 
-            rc = export_bench.main(["--out", args.out])
+            rc = export_bench.main(["--out", args.out] + (["--checkpoint", args.checkpoint] if args.checkpoint else []))
             if rc:
                 return rc
     logger.info("done in %.0f s", time.time() - t0)

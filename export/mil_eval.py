@@ -11,8 +11,8 @@ Neural Engine may differ slightly). Apple's runtime on a Mac remains the final w
 a package was checked.
 
 Supported ops: const, cast, conv (groups, strides, dilations, all pad types), linear, matmul, add, sub, mul,
-real_div, maximum, minimum, clip, relu, relu6, sigmoid, silu, tanh, softmax, reduce_mean, reduce_sum, reshape,
-transpose, squeeze, expand_dims, concat, avg_pool (global and strided), batch_norm,
+real_div, maximum, minimum, clip, relu, relu6, sigmoid, silu, tanh, softmax, reduce_mean/sum/max/min, reshape,
+transpose, squeeze, expand_dims, concat, avg_pool, max_pool, batch_norm,
 constexpr_affine_dequantize, constexpr_blockwise_shift_scale, constexpr_cast. An unsupported op raises
 :class:`UnsupportedOp` naming it.
 """
@@ -185,6 +185,21 @@ def _avg_pool_op(a: Mapping[str, Any]) -> np.ndarray:
     return _avg_pool(x, k, s, pads, bool(a.get("exclude_padding_from_average", False)))
 
 
+def _max_pool_op(a: Mapping[str, Any]) -> np.ndarray:
+    x = a["x"]
+    k = _axes(a["kernel_sizes"])
+    s = _axes(a.get("strides", k))
+    pads = _pads(str(a.get("pad_type", "valid")), a.get("pad"), x.shape[2:], k, s, (1, 1))
+    xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[1]), (pads[2], pads[3])), constant_values=-np.inf)
+    oh = (xp.shape[2] - k[0]) // s[0] + 1
+    ow = (xp.shape[3] - k[1]) // s[1] + 1
+    out = np.full(x.shape[:2] + (oh, ow), -np.inf, np.float32)
+    for i in range(k[0]):
+        for j in range(k[1]):
+            np.maximum(out, xp[:, :, i : i + s[0] * (oh - 1) + 1 : s[0], j : j + s[1] * (ow - 1) + 1 : s[1]], out=out)
+    return out
+
+
 def _batch_norm(a: Mapping[str, Any]) -> np.ndarray:
     x = a["x"]
     shape = (1, -1) + (1,) * (x.ndim - 2)
@@ -218,12 +233,15 @@ OPS: dict[str, _Op] = {
     "softmax": lambda a: _softmax(a["x"], int(a.get("axis", -1))),
     "reduce_mean": _reduce(np.mean),
     "reduce_sum": _reduce(np.sum),
+    "reduce_max": _reduce(np.max),
+    "reduce_min": _reduce(np.min),
     "reshape": lambda a: a["x"].reshape([int(v) for v in a["shape"]]),
     "transpose": lambda a: np.transpose(a["x"], _axes(a["perm"])),
     "squeeze": lambda a: np.squeeze(a["x"], axis=None if a.get("axes") is None else _axes(a["axes"])),
     "expand_dims": lambda a: np.expand_dims(a["x"], _axes(a["axes"])),
     "concat": lambda a: np.concatenate(list(a["values"]), axis=int(a["axis"])),
     "avg_pool": _avg_pool_op,
+    "max_pool": _max_pool_op,
     "batch_norm": _batch_norm,
     "cast": lambda a: a["x"].astype(_CAST[str(a["dtype"])]),
     "constexpr_cast": lambda a: a["source_val"].astype(_CAST[str(a["output_dtype"])]),

@@ -60,11 +60,14 @@ def export_fp32_proto(ctx: ExportContext) -> Any:
 
 
 def float_end_nodes(proto: Any) -> list[str]:
-    """Names of the first Conv and the last Gemm/MatMul nodes (the layers kept in float by ``float_ends``)."""
+    """Names of the nodes ``float_ends`` keeps in float: the first Conv, and the head (every node after the last
+    Conv: pooling, dense layers, softmax)."""
     nodes = list(proto.graph.node)
-    first = next((n.name for n in nodes if n.op_type == "Conv"), None)
-    last = next((n.name for n in reversed(nodes) if n.op_type in ("Gemm", "MatMul")), None)
-    return [n for n in (first, last) if n]
+    convs = [i for i, n in enumerate(nodes) if n.op_type == "Conv"]
+    if not convs:
+        return []
+    tail = [n.name for n in nodes[convs[-1] + 1 :] if n.op_type not in ("Constant", "Shape")]
+    return [nodes[convs[0]].name] + tail
 
 
 class _Reader:

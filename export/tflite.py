@@ -118,8 +118,10 @@ def _fp16(fp32: bytes) -> bytes:
 
 
 def float_end_ops(model_bytes: bytes) -> list[tuple[str, str]]:
-    """(op name, output tensor name) of the first CONV_2D and the last FULLY_CONNECTED op of the main graph."""
+    """(op type, output tensor name) of the ops ``float_ends`` keeps in float: the first CONV_2D and the head
+    (every op after the last CONV_2D: pooling, dense layers, softmax)."""
     from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_quantizer import qtyping
 
     model = schema.Model.GetRootAs(model_bytes, 0)
     codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
@@ -131,9 +133,11 @@ def float_end_ops(model_bytes: bytes) -> list[tuple[str, str]]:
         builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
         name = graph.Tensors(op.Outputs(0)).Name().decode("utf-8")
         ops.append((codes.get(builtin, str(builtin)), name))
-    first = next((o for o in ops if o[0] == "CONV_2D"), None)
-    last = next((o for o in reversed(ops) if o[0] == "FULLY_CONNECTED"), None)
-    return [o for o in (first, last) if o]
+    convs = [i for i, o in enumerate(ops) if o[0] == "CONV_2D"]
+    if not convs:
+        return []
+    known = {m.value for m in qtyping.TFLOperationName}
+    return [ops[convs[0]]] + [o for o in ops[convs[-1] + 1 :] if o[0] in known]
 
 
 def _int8(ctx: ExportContext, fp32: bytes, recipe: Int8Recipe) -> bytes:
