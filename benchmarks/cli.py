@@ -234,7 +234,7 @@ def run_runtime(args: argparse.Namespace) -> dict[str, Any]:
         report["phone"] = {"status": "skipped", "reason": "--skip phones"}
     else:
         report["phone"] = rb.phone_benchmark(
-            Path(args.apk) if args.apk else None, iterations=args.phone_iterations, adb=args.adb,
+            Path(args.apk) if args.apk else None, iterations=args.phone_iterations, warmup=args.warmup, adb=args.adb,
             benchmark_model=Path(args.benchmark_model) if args.benchmark_model else None,
             tflite=[Path(d["path"]) for d in described if d["format"] == "tflite"])
         if report["phone"]["status"] != "ok":

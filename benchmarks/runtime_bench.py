@@ -809,7 +809,7 @@ def parse_benchmark_model(text: str) -> dict[str, Any]:
     return out
 
 
-def _phone_device(adb: str, serial: str, iterations: int, timeout_s: float, apk: Path | None,
+def _phone_device(adb: str, serial: str, iterations: int, warmup: int, timeout_s: float, apk: Path | None,
                   benchmark_model: Path | None, tflite: Sequence[Path], threads: int) -> dict[str, Any]:
     prop = lambda k: _adb(adb, "shell", "getprop", k, serial=serial).stdout.strip()  # noqa: E731
     dev: dict[str, Any] = {"serial": serial, "model": prop("ro.product.model"),
@@ -826,7 +826,7 @@ def _phone_device(adb: str, serial: str, iterations: int, timeout_s: float, apk:
     demo: dict[str, Any]
     _adb(adb, "shell", "run-as", DEMO_PACKAGE, "rm", "-f", "files/benchmark.json", serial=serial)
     r = _adb(adb, "shell", "am", "start", "-W", "-S", "-n", DEMO_ACTIVITY, "--ez", "benchmark", "true", "--ei",
-             "iterations", str(iterations), serial=serial)
+             "iterations", str(iterations), "--ei", "warmup", str(warmup), serial=serial)
     if r.returncode != 0 or "Error" in r.stdout:
         demo = {"status": "failed", "reason": f"am start failed: {(r.stderr or r.stdout).strip()}"}
     else:
@@ -856,7 +856,7 @@ def _phone_device(adb: str, serial: str, iterations: int, timeout_s: float, apk:
             remote = f"/data/local/tmp/{Path(t).name}"
             _adb(adb, "push", str(t), remote, serial=serial, timeout=300)
             r = _adb(adb, "shell", remote_bin, f"--graph={remote}", f"--num_threads={threads}",
-                     f"--num_runs={iterations}", "--warmup_runs=10", serial=serial, timeout=600)
+                     f"--num_runs={iterations}", f"--warmup_runs={warmup}", serial=serial, timeout=600)
             text = r.stdout + r.stderr
             bm.append({"artifact": Path(t).name, "threads": threads, **parse_benchmark_model(text),
                        "output": text[-4000:], "status": "ok" if r.returncode == 0 else "failed"})
@@ -865,13 +865,13 @@ def _phone_device(adb: str, serial: str, iterations: int, timeout_s: float, apk:
     return dev
 
 
-def phone_benchmark(apk: Path | None = None, iterations: int = 50, adb: str | None = None,
+def phone_benchmark(apk: Path | None = None, iterations: int = 50, warmup: int = 20, adb: str | None = None,
                     benchmark_model: Path | None = None, tflite: Sequence[Path] = (), threads: int = 4,
                     timeout_s: float = 300.0) -> dict[str, Any]:
     """The Android demo's benchmark mode on every attached phone, through adb.
 
     Per device: install ``apk`` (when given), start ``org.cskd.demo/.MainActivity`` with ``--ez benchmark true --ei
-    iterations N``, wait for ``files/benchmark.json`` (read with ``run-as``), and with ``benchmark_model`` push and
+    iterations N --ei warmup W`` (the desktop protocol: W untimed runs, then N timed), wait for ``files/benchmark.json`` (read with ``run-as``), and with ``benchmark_model`` push and
     run TFLite's benchmark tool on every ``.tflite``. Never raises for a missing tool or device: the result says
     ``skipped`` and why.
     """
@@ -893,7 +893,7 @@ def phone_benchmark(apk: Path | None = None, iterations: int = 50, adb: str | No
     for serial in ready:
         logger.info("phone benchmark on %s", serial)
         try:
-            devices.append(_phone_device(adb, serial, iterations, timeout_s, apk, benchmark_model, tflite, threads))
+            devices.append(_phone_device(adb, serial, iterations, warmup, timeout_s, apk, benchmark_model, tflite, threads))
         except (OSError, subprocess.TimeoutExpired) as exc:
             devices.append({"serial": serial, "status": "failed", "reason": str(exc)})
     ok = any(d.get("status") == "ok" for d in devices)
