@@ -142,6 +142,7 @@ def fit(task: Task, cfg: Config, info: D.DistInfo) -> Path:
         raise ValueError(f"{task.stage}: no training batches (dataset smaller than one global batch?)")
 
     start_epoch, start_step, global_step, history = 0, 0, 0, []
+    resumed_partial: tuple[dict[str, float], int] | None = None
     last = out / "last.pt"
     if cfg.run.resume and last.is_file():
         ckpt = load_checkpoint(last)
@@ -160,6 +161,12 @@ def fit(task: Task, cfg: Config, info: D.DistInfo) -> Path:
         rngs = st.get("rng_per_rank") or []
         if info.rank < len(rngs):
             D.set_rng_state(rngs[info.rank])
+        parts = st.get("partial_per_rank") or []
+        if info.rank < len(parts) and start_step:
+            resumed_partial = (dict(parts[info.rank]["sums"]), int(parts[info.rank]["count"]))
+        if int(st.get("world", info.world)) != info.world and start_step:
+            raise ValueError(f"{last}: written mid-epoch by {st.get('world')} processes; resume it with the same "
+                             f"number (now {info.world}) or from an epoch-end checkpoint")  # fmt: skip
         if info.is_main:
             logger.info("resumed %s from %s at epoch %d step %d", task.stage, last, start_epoch, start_step)
     elif cfg.run.resume and info.is_main:
@@ -173,8 +180,11 @@ def fit(task: Task, cfg: Config, info: D.DistInfo) -> Path:
     stop_after = int(os.environ.get(STOP_ENV, "0") or 0)
     steps_this_process = 0
 
-    def save_state(epoch: int, step: int, metrics: dict[str, Any] | None = None) -> None:
+    def save_state(epoch: int, step: int, metrics: dict[str, Any] | None = None,
+                   partial: tuple[dict[str, float], int] = ({}, 0)) -> None:  # fmt: skip
         rngs = D.all_gather_objects(D.rng_state())
+        # The running loss sums of an unfinished epoch, so a resumed epoch reports the same mean.
+        partials = D.all_gather_objects({"sums": dict(partial[0]), "count": int(partial[1])})
         if not info.is_main:
             return
         state = {
@@ -186,6 +196,7 @@ def fit(task: Task, cfg: Config, info: D.DistInfo) -> Path:
             "scheduler": _scheduler_state(sched),
             "scaler": scaler.state_dict() if amp else {},
             "rng_per_rank": rngs,
+            "partial_per_rank": partials,
             "world": info.world,
             "history": history,
         }
@@ -204,6 +215,8 @@ def fit(task: Task, cfg: Config, info: D.DistInfo) -> Path:
         skip = start_step if epoch == start_epoch else 0
         sums: dict[str, float] = {}
         count = 0
+        if skip and resumed_partial is not None:
+            sums, count = resumed_partial
         t0 = time.time()
         bar = _progress(steps - skip, f"{task.stage} epoch {epoch + 1}/{cfg.optim.epochs}", cfg.run.progress and info.is_main)
         it: Iterator[Any] = iter(task.batches(epoch, skip))
@@ -237,7 +250,7 @@ def fit(task: Task, cfg: Config, info: D.DistInfo) -> Path:
                                 ", ".join(f"{k} {v / count:.4f}" for k, v in sums.items()))  # fmt: skip
                 every = cfg.run.checkpoint_every_steps
                 if every and global_step % every == 0 and step + 1 < steps:
-                    save_state(epoch, step + 1)
+                    save_state(epoch, step + 1, partial=(sums, count))
                 if stop_after and steps_this_process >= stop_after:
                     D.barrier()
                     raise SystemExit(f"{STOP_ENV}={stop_after}: stopping after step {global_step} (test hook)")

@@ -46,3 +46,49 @@ def make_images(folder: Path, n: int, seed: int, side: int = 40, labels: bool = 
         for name, m, d in rows:
             w.writerow([name, f"{m:.4f}", *[f"{p:.6f}" for p in d]] if labels else [name])
     return folder / "labels.csv"
+
+
+def build_data(root: Path) -> Path:
+    """Labeled (96), held-out validation (48) and unlabeled (192) images under ``root``."""
+    make_images(root / "lab", 96, seed=1)
+    make_images(root / "val", 48, seed=2)
+    make_images(root / "unl", 192, seed=3, labels=False)
+    return root
+
+
+#: Tiny but real: a timm ResNet-10-T student at 32 px, a randomly initialised timm EfficientNet as CFA teacher.
+COMMON = ["model.backbone=resnet10t", "model.hidden=32", "model.dropout=0", "data.image_size=32", "data.resize=40",
+          "data.workers=0", "run.progress=false", "optim.lr=1e-3", "optim.milestones=[]"]  # fmt: skip
+
+
+def stage_overrides(stage: str, out: str, cfa: str | None = None, teacher: str | None = None,
+                    threads: int = 2) -> list[str]:  # fmt: skip
+    """``--set`` overrides of one stage of the tiny end-to-end run (the same for 1 process and torchrun)."""
+    o = COMMON + [f"run.threads={threads}", f"run.out={out}/{stage}"]
+    if stage == "cfa":
+        return o + ["data.unlabeled={format: folder, path: unl}", "cfa.encoder.kind=timm",
+                    "cfa.encoder.name=test_efficientnet", "cfa.encoder.pretrained=false", "cfa.encoder.size=32",
+                    "cfa.encoder.resize=40", "cfa.projector_hidden=64", "optim.epochs=3", "optim.batch_size=32"]
+    lab = ["data.labeled={format: csv, path: lab/labels.csv}", "data.val={format: csv, path: val/labels.csv}",
+           f"model.from_checkpoint={cfa}"]
+    if stage == "teacher":
+        return o + lab + ["optim.epochs=4", "optim.batch_size=16"]
+    if stage == "skd":
+        return o + lab + ["data.unlabeled={format: folder, path: unl}", f"skd.teacher={teacher}", "skd.mu=3",
+                          "optim.epochs=4", "optim.batch_size=8"]
+    raise ValueError(stage)
+
+
+def run_pipeline(root: Path, out: str, threads: int = 2) -> dict[str, Path]:
+    """cfa -> teacher -> skd on the data under ``root`` (run in-process, or by each torchrun worker)."""
+    from cskd_train.cfa import run_cfa
+    from cskd_train.config import load_config
+    from cskd_train.skd import run_skd
+    from cskd_train.teacher import run_teacher
+
+    cfa = run_cfa(load_config(None, stage_overrides("cfa", out, threads=threads), stage="cfa", base_dir=root))
+    teacher = run_teacher(load_config(None, stage_overrides("teacher", out, str(cfa), threads=threads),
+                                      stage="teacher", base_dir=root))  # fmt: skip
+    skd = run_skd(load_config(None, stage_overrides("skd", out, str(cfa), str(teacher), threads=threads),
+                              stage="skd", base_dir=root))  # fmt: skip
+    return {"cfa": cfa, "teacher": teacher, "skd": skd}
