@@ -61,10 +61,12 @@ def _convert(ctx: ExportContext, precision: str) -> Any:
 
 
 def _float_end_ops(mlmodel: Any) -> list[str]:
+    """The weight ops ``float_ends`` leaves unquantized: the first conv and the head (ops after the last conv)."""
     ops = list(mlmodel._mil_program.functions["main"].operations)
-    first = next((op.name for op in ops if op.op_type == "conv"), None)
-    last = next((op.name for op in reversed(ops) if op.op_type in ("linear", "matmul")), None)
-    return [n for n in (first, last) if n]
+    convs = [i for i, op in enumerate(ops) if op.op_type == "conv"]
+    if not convs:
+        return []
+    return [ops[convs[0]].name] + [op.name for op in ops[convs[-1] + 1 :] if op.op_type in ("linear", "matmul")]
 
 
 def _int8(mlmodel: Any, recipe: Int8Recipe) -> Any:

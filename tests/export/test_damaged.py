@@ -57,3 +57,32 @@ def test_keep_failed_moves_the_rejected_file_aside(trained_checkpoint, tmp_path,
     assert rc == 1
     assert not list(out.glob("*.onnx")) and not list(out.glob(".*partial*"))
     assert [p.name for p in (out / "rejected").iterdir()] == ["test-brightness-resnet-fp32.onnx.rejected"]
+
+
+def test_int8_fallback_ladder_is_followed_and_reported(trained_checkpoint, tmp_path, monkeypatch):
+    """The first INT8 recipe is made to fail; the next rung must be tried and named in the report."""
+    import json
+
+    original = export_onnx.export
+    damaging = _damaging(original)
+
+    def first_rung_broken(ctx, precision, dest, recipe=None):
+        if recipe is not None and recipe.name == "per_channel":
+            return damaging(ctx, precision, dest, recipe)
+        return original(ctx, precision, dest, recipe)
+
+    monkeypatch.setattr(export_onnx, "export", first_rung_broken)
+    out = tmp_path / "out"
+    rc = main(["--target", "onnx", "--precision", "int8", "--checkpoint", str(trained_checkpoint), "--out", str(out),
+               "--no-latency", "-q"])
+    assert rc == 0
+    row = json.loads((out / "export_report.json").read_text())["artifacts"][0]
+    assert row["status"] == "passed" and row["recipe"] == "per_channel+more_calibration"
+    assert [a["recipe"] for a in row["attempts"]] == ["per_channel", "per_channel+more_calibration"]
+    assert row["attempts"][0]["failures"] and not row["attempts"][1]["failures"]
+    md = (out / "export_report.md").read_text()
+    assert "INT8 fallbacks:" in md and "per_channel (failed: spearman" in md
+    from cskd_runtime import Scorer
+
+    m = Scorer(out / "test-brightness-resnet-int8.onnx").manifest
+    assert m.provenance["export"]["int8_recipe"] == "per_channel+more_calibration"
