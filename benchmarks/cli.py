@@ -14,6 +14,7 @@ import csv
 import json
 import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -33,31 +34,59 @@ def _write(out_dir: Path, stem: str, data: dict[str, Any], md: str) -> None:
     logger.info("wrote %s/%s.{json,md}", out_dir, stem)
 
 
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic"}
+
+
 def _load_labels(path: str | None) -> dict[str, float] | None:
+    """Ground-truth mean scores: a CSV with a photo column (path / image / file / filename) and a score column
+    (mean / score / mos / mean_score). Keys are kept as written, so a photo matches by path, name or stem."""
     if not path:
         return None
-    labels = {}
-    with open(path, newline="") as fh:
-        for row in csv.DictReader(fh):
-            key = row.get("path") or row.get("image") or row.get("file")
-            val = row.get("mean") or row.get("score") or row.get("mos")
-            if key is None or val is None:
-                raise SystemExit(f"{path}: needs columns path and mean (or score / mos)")
-            labels[key] = float(val)
+    p = Path(path)
+    if not p.is_file():
+        raise SystemExit(f"--labels {p}: file not found")
+    labels: dict[str, float] = {}
+    with open(p, newline="") as fh:
+        reader = csv.DictReader(fh)
+        cols = {c.strip().lower(): c for c in reader.fieldnames or []}
+        key_col = next((cols[c] for c in ("path", "image", "file", "filename") if c in cols), None)
+        val_col = next((cols[c] for c in ("mean", "score", "mos", "mean_score") if c in cols), None)
+        if key_col is None or val_col is None:
+            raise SystemExit(f"--labels {p}: needs a photo column (path, image, file or filename) and a score column "
+                             f"(mean, score, mos or mean_score); found {reader.fieldnames}")
+        for line, row in enumerate(reader, start=2):
+            try:
+                labels[row[key_col].strip()] = float(row[val_col])
+            except (TypeError, ValueError):
+                raise SystemExit(f"--labels {p}, line {line}: score {row.get(val_col)!r} is not a number") from None
+    if not labels:
+        raise SystemExit(f"--labels {p}: no rows")
     return labels
 
 
 def _artifacts(args: argparse.Namespace, work: Path) -> tuple[list[Path], Path | None]:
     """The artifacts to measure: exported here from the checkpoint (every format and precision) unless given."""
     if args.artifacts:
-        arts = sorted(p for p in Path(args.artifacts).iterdir() if p.suffix in (".onnx", ".tflite"))
-        return arts, Path(args.checkpoint) if args.checkpoint else None
-    from cskd_export.cli import main as export_main
-    from cskd_export.defaults import default_checkpoint
+        folder = Path(args.artifacts)
+        if not folder.is_dir():
+            raise SystemExit(f"--artifacts {folder}: not a folder")
+        arts = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".onnx", ".tflite"))
+        if not arts:
+            raise SystemExit(f"--artifacts {folder}: no .onnx or .tflite files in it")
+        ckpt = Path(args.checkpoint) if args.checkpoint else None
+        if ckpt is not None and not ckpt.is_file():
+            raise SystemExit(f"--checkpoint {ckpt}: file not found")
+        return arts, ckpt
+    try:
+        from cskd_export.cli import main as export_main
+        from cskd_export.defaults import default_checkpoint
+    except ImportError as exc:
+        raise SystemExit(f"cskd_export is not available ({exc}); pass --artifacts DIR (and --checkpoint CKPT)") from None
 
     ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     out = work / "artifacts"
-    argv = ["--target", "onnx,tflite", "--precision", "fp32,fp16,int8", "--checkpoint", str(ckpt), "--out", str(out)]
+    # Every precision each runtime format supports (onnx: fp32, int8; tflite: fp32, fp16, int8).
+    argv = ["--target", "onnx,tflite", "--checkpoint", str(ckpt), "--out", str(out)]
     rc = export_main(argv)
     if rc != 0:
         raise SystemExit(f"cskd-export failed (exit {rc}); see its report in {out}")
@@ -65,145 +94,190 @@ def _artifacts(args: argparse.Namespace, work: Path) -> tuple[list[Path], Path |
     return arts, ckpt
 
 
-def run_runtime(args: argparse.Namespace) -> dict[str, Any]:
-    from cskd_bench import runtime_bench as rb
-    from cskd_train import assets
+def _photos(args: argparse.Namespace) -> list[Path]:
+    if args.photos:
+        folder = Path(args.photos)
+        if not folder.is_dir():
+            raise SystemExit(f"--photos {folder}: not a folder")
+        photos = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
+        if not photos:
+            raise SystemExit(f"--photos {folder}: no photos in it ({', '.join(sorted(_IMAGE_SUFFIXES))})")
+    else:
+        from cskd_train import assets
 
+        # Held-out photos: never used in training or int8 calibration.
+        photos = [Path(p) for p in assets.photo_paths("heldout")]
+    return photos[: args.accuracy_photos] if args.accuracy_photos else photos
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SystemExit(f"{what}: expected comma-separated integers, got {text!r}") from None
+    if any(v < 1 for v in vals):
+        raise SystemExit(f"{what}: values must be >= 1, got {text!r}")
+    return vals
+
+
+def _size(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", text)
+    if not m or min(int(m.group(1)), int(m.group(2))) < 1:
+        raise SystemExit(f"--photo-size: expected WIDTHxHEIGHT, got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _reference(described: list[dict[str, Any]], fmt: str | None = None) -> dict[str, Any]:
+    """The fp32 ONNX (the runtime's default artifact) else the first fp32 else the first artifact."""
+    order = [d for d in described if (fmt is None or d["format"] == fmt) and d["precision"] == "fp32"]
+    onnx = [d for d in order if d["format"] == "onnx"]
+    return (onnx or order or described)[0]
+
+
+SECTIONS = ("latency", "overhead", "accuracy", "album", "scaling", "phones")
+
+
+def run_runtime(args: argparse.Namespace) -> dict[str, Any]:
+    """Every runtime measurement of the issue in one run; writes runtime.{json,md,png} (+ benchmark_model text)."""
+    from cskd_bench import runtime_bench as rb
+    from cskd_bench import runtime_report as rr
+
+    t_start = time.time()
+    skip = {s.strip() for s in (args.skip or "").split(",") if s.strip()}
+    unknown = skip - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"--skip: unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+    if args.runs < 50:
+        logger.warning("--runs %d is below the protocol's 50 timed runs: fine for a smoke test, not for numbers",
+                       args.runs)
     work = Path(args.work) if args.work else RESULTS.parent / ".work"
     work.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(args.out)
     arts, ckpt = _artifacts(args, work)
-    photos = [Path(p) for p in (sorted(Path(args.photos).iterdir()) if args.photos else assets.photo_paths("heldout"))]
-    threads_all = os.cpu_count() or 1
-    report: dict[str, Any] = {"machine": rb.machine_info(), "artifacts": [a.name for a in arts]}
+    described = [rb.describe_artifact(a) for a in arts]
+    photos = _photos(args)
+    labels = _load_labels(args.labels)
+    cores = os.cpu_count() or 1
+    thread_set = sorted({cores if t.strip() == "all" else int(t) for t in args.threads.split(",") if t.strip()})
+    report: dict[str, Any] = {
+        "benchmark": "cskd-bench runtime",
+        "command": "cskd-bench " + " ".join(args.argv) if args.argv else "cskd-bench runtime",
+        "machine": rb.machine_info(),
+        "model": described[0]["model"],
+        "checkpoint": ckpt.name if ckpt else None,
+        "artifacts": described,
+        "settings": {k: getattr(args, k) for k in ("runs", "warmup", "threads", "album_photos", "album_repeats", "photo_size",
+                                                   "scaling", "sweep_photos", "sweep_workers", "sweep_processes",
+                                                   "overhead_runs", "phone_iterations", "labels")},
+        "skipped": {},
+    }
+    if ckpt is None:
+        report["skipped"]["torch eager reference"] = "no --checkpoint given"
 
-    logger.info("latency: %d artifacts + torch eager, 1 and %d threads", len(arts), threads_all)
-    lat = []
-    for threads in sorted({1, threads_all}):
-        if ckpt is not None:
-            lat.append(rb.measure_latency("torch", ckpt, threads, runs=args.runs))
-        for a in arts:
-            kind = "onnx" if a.suffix == ".onnx" else "tflite"
-            lat.append(rb.measure_latency(kind, a, threads, runs=args.runs))
-    report["latency"] = lat
-    report["benchmark_model"] = [rb.tflite_benchmark_model_text(r) for r in lat if r["kind"] == "tflite"]
+    if "latency" in skip:
+        report["skipped"]["latency"] = "--skip latency"
+    else:
+        logger.info("latency: %d artifact(s)%s at %s thread(s), %d runs each", len(arts),
+                    " + torch eager" if ckpt else "", ",".join(map(str, thread_set)), args.runs)
+        lat = []
+        for threads in thread_set:
+            if ckpt is not None:
+                lat.append(rb.measure_latency("torch", ckpt, threads, runs=args.runs, warmup=args.warmup))
+            for d in described:
+                lat.append(rb.measure_latency(d["format"], Path(d["path"]), threads, runs=args.runs,
+                                              warmup=args.warmup, info=d))
+        report["latency"] = lat
+        report["benchmark_model"] = [rb.tflite_benchmark_model_text(r) for r in lat if r["format"] == "tflite"]
 
-    ref_onnx = next((a for a in arts if a.suffix == ".onnx" and "fp32" in a.name), arts[0])
-    phone = rb.make_phone_photos(photos, work / "phone_photos", args.album_photos)
-    logger.info("album throughput on %d 12 MP photos with %s", len(phone), ref_onnx.name)
-    report["album"] = rb.album_throughput(ref_onnx, phone)
-    report["overhead"] = [rb.runtime_overhead(a) for a in arts if "fp32" in a.name]
-    report["accuracy"] = rb.accuracy(arts, ckpt, photos[: args.accuracy_photos], _load_labels(args.labels))
-    if args.scaling:
-        sizes = [int(s) for s in args.scaling.split(",")]
-        report["scaling"] = rb.scaling(ref_onnx, phone, sizes, workers=[1, 2, 4], work_dir=work)
-    apk = Path(args.apk) if args.apk else None
-    report["phone"] = rb.phone_benchmark(apk)
-    _write(Path(args.out), "runtime", report, runtime_markdown(report))
-    plot_runtime(report, Path(args.out) / "runtime.png")
+    if "overhead" in skip:
+        report["skipped"]["overhead"] = "--skip overhead"
+    else:
+        logger.info("overhead: runtime call vs bare call, %d interleaved runs", args.overhead_runs)
+        report["overhead"] = [rb.runtime_overhead(Path(d["path"]), threads=t, runs=args.overhead_runs)
+                              for d in described for t in thread_set]
+
+    if "accuracy" in skip:
+        report["skipped"]["accuracy"] = "--skip accuracy"
+    else:
+        logger.info("accuracy: %d photos, %d artifact(s)%s", len(photos), len(arts), ", labels given" if labels else "")
+        report["accuracy"] = rb.accuracy(described, ckpt, photos, labels)
+
+    need_pool = "album" not in skip or ("scaling" not in skip and args.scaling)
+    pool: list[Path] = []
+    if need_pool:
+        sources = photos if args.photos else photos + [p for p in _pool_sources() if p not in photos]
+        pool = rb.make_phone_photos(sources, work, max(args.album_photos, args.pool_photos), size=_size(args.photo_size))
+    if "album" in skip:
+        report["skipped"]["album"] = "--skip album"
+    else:
+        album_arts = [d for d in described if d["precision"] == "fp32"] or [_reference(described)]
+        report["album"] = []
+        for d in album_arts:
+            logger.info("album: %d %s photos, naive vs cskd-runtime, %s", args.album_photos, args.photo_size, d["artifact"])
+            report["album"].append(rb.album_throughput(Path(d["path"]), pool[: args.album_photos],
+                                                       repeats=args.album_repeats))
+
+    sizes = _ints(args.scaling, "--scaling") if args.scaling else []
+    if "scaling" in skip or not sizes:
+        report["skipped"]["scaling"] = "--skip scaling" if "scaling" in skip else "--scaling ''"
+    else:
+        ref = _reference(described)
+        naive = next((a["naive"]["images_per_s"] for a in report.get("album", []) if a["artifact"] == ref["artifact"]),
+                     None)
+        report["scaling"] = rb.scaling(Path(ref["path"]), pool, sizes, work, args.sweep_photos,
+                                       workers=_ints(args.sweep_workers, "--sweep-workers") if args.sweep_workers else [],
+                                       processes=_ints(args.sweep_processes, "--sweep-processes")
+                                       if args.sweep_processes else [],
+                                       naive_images_per_s=naive, progress=not args.quiet)
+
+    if "phones" in skip:
+        report["phone"] = {"status": "skipped", "reason": "--skip phones"}
+    else:
+        report["phone"] = rb.phone_benchmark(
+            Path(args.apk) if args.apk else None, iterations=args.phone_iterations, warmup=args.warmup, adb=args.adb,
+            benchmark_model=Path(args.benchmark_model) if args.benchmark_model else None,
+            tflite=[Path(d["path"]) for d in described if d["format"] == "tflite"])
+        if report["phone"]["status"] != "ok":
+            logger.warning("phones: %s (%s)", report["phone"]["status"], report["phone"].get("reason"))
+
+    report["targets"] = rr.targets(report)
+    report["all_targets_pass"] = all(t["pass"] for t in report["targets"]) if report["targets"] else None
+    report["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    report["wall_s"] = time.time() - t_start
+    _write(out_dir, "runtime", report, rr.markdown(report))
+    if report.get("benchmark_model"):
+        _write_text(out_dir / "runtime_benchmark_model.txt", "\n".join(report["benchmark_model"]))
+    rr.plot(report, out_dir / "runtime.png")
+    readme = Path(__file__).resolve().parent / "README.md"
+    if not args.no_readme and out_dir.resolve() == RESULTS.resolve():
+        if rr.update_readme(readme, rr.summary_markdown(report)):
+            logger.info("updated the results block of %s", readme)
+    for t in report["targets"]:
+        logger.info("%-60s %-12s %s", t["target"], t["ratio"], "PASS" if t["pass"] else "FAIL")
+    logger.info("runtime benchmark done in %.1f min", report["wall_s"] / 60)
     return report
 
 
-def runtime_markdown(r: dict[str, Any]) -> str:
-    m = r["machine"]
-    lines = [
-        f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, onnxruntime {m['versions'].get('onnxruntime')}, "
-        f"ai-edge-litert {m['versions'].get('ai_edge_litert')}, torch {m['versions'].get('torch')}; {m['date']}.",
-        "",
-        "### Model latency (single image, after warm-up)",
-        "",
-        "| artifact | runtime | threads | size MB | load ms | first ms | median ms | p90 ms | p99 ms | peak RSS MB | vs torch |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    torch_med = {row["threads"]: row["median_ms"] for row in r["latency"] if row["kind"] == "torch"}
-    for row in r["latency"]:
-        ratio = torch_med.get(row["threads"])
-        rel = f"{row['median_ms'] / ratio:.2f}x" if ratio else ""
-        size = f"{row['size_mb']:.2f}" if row.get("size_mb") else ""
-        lines.append(
-            f"| {row['artifact']} | {row['kind']} | {row['threads']} | {size} | {row['load_ms']:.0f} | "
-            f"{row['first_ms']:.1f} | {row['median_ms']:.2f} | {row['p90_ms']:.2f} | {row['p99_ms']:.2f} | "
-            f"{row['peak_rss_mb']:.0f} | {rel} |"
-        )
-    a = r["album"]
-    lines += [
-        "",
-        f"### Album throughput ({a['photos']} photos, {a['photo_size']})",
-        "",
-        "| pipeline | images/s |",
-        "|---|---|",
-        f"| naive (full decode + resize, one photo per call) | {a['naive_images_per_s']:.2f} |",
-        f"| cskd-runtime (draft decode, decode threads, batches) | {a['runtime_images_per_s']:.2f} |",
-        f"| **speedup** (target >= 3x) | **{a['speedup']:.2f}x** |",
-        "",
-        f"Score difference runtime vs naive (draft decode): max {a['max_abs_score_delta']:.4f}, "
-        f"mean {a['mean_abs_score_delta']:.4f} on the 1..10 scale.",
-        "",
-        "### Runtime overhead over a bare inference call (same tensor, 1 thread; target <= 10%)",
-        "",
-        "| artifact | bare ms | runtime ms | overhead |",
-        "|---|---|---|---|",
-    ]
-    for o in r["overhead"]:
-        lines.append(f"| {o['artifact']} | {o['bare_median_ms']:.3f} | {o['runtime_median_ms']:.3f} | {o['overhead_pct']:.1f}% |")
-    lines += ["", "### Accuracy against PyTorch", "", "| artifact | photos | max abs delta | mean abs delta | Spearman | SRCC | PLCC |",
-              "|---|---|---|---|---|---|---|"]
-    for row in r["accuracy"]:
-        def f(k: str, fmt: str = "{:.4f}") -> str:
-            return fmt.format(row[k]) if k in row else ""
+def _pool_sources() -> list[Path]:
+    """More real photos for the 12 MP pool (every pinned split), so album photos are not all from one scene."""
+    try:
+        from cskd_train import assets
 
-        lines.append(f"| {row['artifact']} | {row['photos']} | {f('max_abs_delta_vs_torch', '{:.2e}')} | "
-                     f"{f('mean_abs_delta_vs_torch', '{:.2e}')} | {f('spearman_vs_torch')} | {f('srcc')} | {f('plcc')} |")
-    if "scaling" in r:
-        s = r["scaling"]
-        lines += ["", f"### Scaling (photos: {s['pool_photo_size']})", "", "| album | seconds | images/s |", "|---|---|---|"]
-        for row in s["by_album_size"]:
-            lines.append(f"| {row['album']} | {row['seconds']:.1f} | {row['images_per_s']:.2f} |")
-        lines += ["", "| decode workers | images/s |", "|---|---|"]
-        for row in s["by_workers"]:
-            lines.append(f"| {row['workers']} | {row['images_per_s']:.2f} |")
-        lines += ["", f"A 100k-photo library of such photos takes about **{s['library_100k_minutes']:.0f} minutes** on this machine."]
-    p = r["phone"]
-    lines += ["", "### Phones", "", f"{p['status']}: {p.get('reason', p.get('device', ''))}"]
-    return "\n".join(lines)
+        seen: dict[str, Path] = {}
+        for split in ("heldout", "parity", "train", "calib"):
+            for p in assets.photo_paths(split):
+                seen.setdefault(str(p), Path(p))
+        return list(seen.values())
+    except Exception as exc:  # the pool still works from --photos alone
+        logger.warning("pinned photos unavailable (%s); the 12 MP pool uses the accuracy photos only", exc)
+        return []
 
 
-def plot_runtime(r: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(16, 5))
-    rows = r["latency"]
-    threads = sorted({row["threads"] for row in rows})
-    names = list(dict.fromkeys(row["artifact"] for row in rows))
-    width = 0.8 / len(threads)
-    for i, t in enumerate(threads):
-        vals = [next((row["median_ms"] for row in rows if row["artifact"] == n and row["threads"] == t), 0) for n in names]
-        axes[0].barh([k + i * width for k in range(len(names))], vals, height=width, label=f"{t} thread(s)")
-    axes[0].set_yticks([k + width * (len(threads) - 1) / 2 for k in range(len(names))], names, fontsize=7)
-    axes[0].set_xlabel("median latency, ms")
-    axes[0].set_title("Model latency")
-    axes[0].legend()
-    a = r["album"]
-    axes[1].bar(["naive", "cskd-runtime"], [a["naive_images_per_s"], a["runtime_images_per_s"]], color=["grey", "tab:green"])
-    axes[1].set_ylabel("images / s")
-    axes[1].set_title(f"12 MP album throughput ({a['speedup']:.1f}x)")
-    if "scaling" in r:
-        s = r["scaling"]["by_album_size"]
-        axes[2].plot([x["album"] for x in s], [x["seconds"] for x in s], marker="o")
-        axes[2].set_xscale("log")
-        axes[2].set_yscale("log")
-        axes[2].set_xlabel("photos in album")
-        axes[2].set_ylabel("seconds")
-        axes[2].set_title("End-to-end time vs album size")
-    else:
-        axes[2].axis("off")
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
     os.replace(tmp, path)
-    plt.close(fig)
 
 
 def run_model_card(args: argparse.Namespace) -> dict[str, Any]:
@@ -228,25 +302,47 @@ def run_model_card(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="cskd-bench", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="cskd-bench", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("what", nargs="?", default="runtime", choices=("runtime", "model-card", "train", "export", "all"))
-    ap.add_argument("--out", default=str(RESULTS), help="results folder (default: benchmarks/results)")
-    ap.add_argument("--work", help="scratch folder for generated photos and artifacts")
-    ap.add_argument("--artifacts", help="folder of .onnx/.tflite to measure (default: export every format now)")
-    ap.add_argument("--checkpoint", help="checkpoint for the PyTorch reference (default: the default model)")
-    ap.add_argument("--photos", help="folder of photos for accuracy (default: held-out real photos)")
-    ap.add_argument("--labels", help="CSV with path,mean for SRCC/PLCC/MSE/accuracy per artifact")
-    ap.add_argument("--runs", type=int, default=50, help="timed runs per latency measurement (>= 50)")
-    ap.add_argument("--album-photos", type=int, default=24, help="12 MP photos in the album benchmark")
-    ap.add_argument("--accuracy-photos", type=int, default=40)
-    ap.add_argument("--scaling", default="1000,10000", help="album sizes for scaling ('' to skip)")
-    ap.add_argument("--apk", help="Android demo APK for the phone benchmark")
-    ap.add_argument("--model", help="model-card: artifact to evaluate (default: bundled default model)")
-    ap.add_argument("--ablation", help="model-card: checkpoint of the MobileNetV2 trained without CFA and SKD")
-    ap.add_argument("--teacher", help="model-card: teacher checkpoint to include")
+    ap.add_argument("--out", default=str(RESULTS), help="results folder")
+    ap.add_argument("--work", help="scratch folder for generated photos, albums and artifacts "
+                    "(default: benchmarks/.work, git-ignored; the 12 MP photo pool is cached there)")
+    g = ap.add_argument_group("runtime")
+    g.add_argument("--artifacts", help="folder of .onnx/.tflite to measure (default: export every format now)")
+    g.add_argument("--checkpoint", help="checkpoint for the PyTorch reference (default: the default model)")
+    g.add_argument("--photos", help="folder of photos for accuracy (default: the pinned held-out real photos)")
+    g.add_argument("--labels", help="CSV with path,mean for SRCC/PLCC/MSE/accuracy per artifact")
+    g.add_argument("--accuracy-photos", type=int, default=0, help="use only the first N accuracy photos (0: all)")
+    g.add_argument("--runs", type=int, default=200, help="timed runs per latency measurement (protocol: >= 50)")
+    g.add_argument("--warmup", type=int, default=20, help="untimed runs before timing")
+    g.add_argument("--threads", default="1,all", help="latency/overhead thread counts ('all' = every core)")
+    g.add_argument("--overhead-runs", type=int, default=300, help="interleaved runs per overhead measurement")
+    g.add_argument("--album-photos", type=int, default=32, help="12 MP photos in the album throughput benchmark")
+    g.add_argument("--album-repeats", type=int, default=2, help="alternating repeats (best taken)")
+    g.add_argument("--photo-size", default="4032x3024", help="album photos, WIDTHxHEIGHT (12 MP: the issue's setting)")
+    g.add_argument("--pool-photos", type=int, default=32, help="distinct 12 MP photos linked into scaling albums")
+    g.add_argument("--scaling", default="1000,10000", help="album sizes for scaling ('' to skip)")
+    g.add_argument("--sweep-photos", type=int, default=400, help="photos per threads/processes configuration")
+    g.add_argument("--sweep-workers", default="1,2,4", help="decode threads tried in one process")
+    g.add_argument("--sweep-processes", default="2", help="process counts tried (cores shared among them)")
+    g.add_argument("--skip", default="", help=f"sections to skip, comma-separated: {', '.join(SECTIONS)}")
+    g.add_argument("--apk", help="phones: Android demo APK to install before the benchmark")
+    g.add_argument("--adb", help="phones: adb executable (default: $ADB or adb on PATH)")
+    g.add_argument("--phone-iterations", type=int, default=50, help="phones: timed iterations on the device")
+    g.add_argument("--benchmark-model", help="phones: TFLite benchmark_model binary (android_aarch64) to run each "
+                   ".tflite with")
+    g.add_argument("--no-readme", action="store_true", help="do not refresh the results block of benchmarks/README.md")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    g = ap.add_argument_group("model-card")
+    g.add_argument("--model", help="model-card: artifact to evaluate (default: bundled default model)")
+    g.add_argument("--ablation", help="model-card: checkpoint of the MobileNetV2 trained without CFA and SKD")
+    g.add_argument("--teacher", help="model-card: teacher checkpoint to include")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     t0 = time.time()
     todo = ["runtime", "model-card", "train", "export"] if args.what == "all" else [args.what]
     for what in todo:
@@ -263,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif what == "export":
             from cskd_bench import export_bench
 
-            rc = export_bench.main(["--out", args.out])
+            rc = export_bench.main(["--out", args.out] + (["--checkpoint", args.checkpoint] if args.checkpoint else []))
             if rc:
                 return rc
     logger.info("done in %.0f s", time.time() - t0)

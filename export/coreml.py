@@ -1,0 +1,146 @@
+"""CoreML target: coremltools ``mlprogram`` packages in FP32, FP16 and INT8 weights.
+
+Input and output stay float32 in every precision (coremltools would make them float16 for an fp16 program on
+iOS 16+), so one manifest describes all three. INT8 is ``linear_quantize_weights`` (per-channel symmetric);
+activations stay float because coremltools calibrates activation quantization by running the model, which needs
+Core ML, i.e. macOS.
+
+Running a package needs Core ML too. :func:`run` therefore uses ``MLModel.predict`` on macOS and, elsewhere,
+evaluates the saved package's MIL program with numpy (:mod:`cskd_export.mil_eval`); the report says which.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .common import ExportContext, artifact_manifest, tool_versions
+from .embed import embed_coreml
+from .targets import Int8Recipe
+
+__all__ = ["export", "run", "check_method", "DEPLOYMENT_TARGET"]
+
+logger = logging.getLogger(__name__)
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "distribution"
+#: iOS 16 / macOS 13: the oldest target with mlprogram fp16 and weight quantization ops that cover our models.
+DEPLOYMENT_TARGET = "iOS16"
+MAX_BATCH = 64
+
+
+def _tools() -> dict[str, str]:
+    return tool_versions("coremltools")
+
+
+def _convert(ctx: ExportContext, precision: str) -> Any:
+    import coremltools as ct
+    import torch
+
+    spec = ctx.manifest.input
+    x = torch.zeros(1, 3, spec.height, spec.width)
+    with torch.inference_mode(False), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # coremltools warns about untested torch versions on every call
+        traced = torch.jit.trace(ctx.model, x, check_trace=False)
+        shape = ct.Shape((ct.RangeDim(1, MAX_BATCH, 1), 3, spec.height, spec.width))
+        return ct.convert(
+            traced,
+            inputs=[ct.TensorType(name=INPUT_NAME, shape=shape, dtype=np.float32)],
+            outputs=[ct.TensorType(name=OUTPUT_NAME, dtype=np.float32)],
+            convert_to="mlprogram",
+            compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
+            minimum_deployment_target=getattr(ct.target, DEPLOYMENT_TARGET),
+        )
+
+
+def _float_end_ops(mlmodel: Any) -> list[str]:
+    """The weight ops ``float_ends`` leaves unquantized: the first conv and the head (ops after the last conv)."""
+    ops = list(mlmodel._mil_program.functions["main"].operations)
+    convs = [i for i, op in enumerate(ops) if op.op_type == "conv"]
+    if not convs:
+        return []
+    return [ops[convs[0]].name] + [op.name for op in ops[convs[-1] + 1 :] if op.op_type in ("linear", "matmul")]
+
+
+def _int8(mlmodel: Any, recipe: Int8Recipe) -> Any:
+    from coremltools.optimize.coreml import OpLinearQuantizerConfig, OptimizationConfig, linear_quantize_weights
+
+    granularity = "per_channel" if recipe.per_channel else "per_tensor"
+    cfg = OpLinearQuantizerConfig(mode="linear_symmetric", granularity=granularity, weight_threshold=0)
+    kept = _float_end_ops(mlmodel) if recipe.float_ends else []
+    config = OptimizationConfig(global_config=cfg, op_name_configs={name: None for name in kept})
+    logger.info("coreml int8 (%s): %d ops kept float", recipe.name, len(kept))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return linear_quantize_weights(mlmodel, config=config)
+
+
+def export(ctx: ExportContext, precision: str, dest: Path, recipe: Int8Recipe | None = None) -> Any:
+    """Write the ``.mlpackage`` for ``precision`` to ``dest`` (a directory) with the manifest; return the manifest."""
+    if precision not in ("fp32", "fp16", "int8"):
+        raise ValueError(f"coreml does not support precision {precision!r}")
+    if precision == "int8":
+        if recipe is None:
+            raise ValueError("int8 export needs an Int8Recipe")
+        mlmodel = _int8(_convert(ctx, "fp32"), recipe)
+    else:
+        mlmodel = _convert(ctx, precision)
+    manifest = artifact_manifest(ctx, target="coreml", precision=precision, layout="NCHW", recipe=recipe,
+                                 tools=_tools(), extra={"deployment_target": DEPLOYMENT_TARGET,
+                                                        "weights": "int8" if precision == "int8" else precision})
+    embed_coreml(mlmodel, manifest)
+    mlmodel.short_description = f"{manifest.model.name} {manifest.model.version} ({precision})"
+    mlmodel.save(str(dest))
+    return manifest
+
+
+def check_method() -> str:
+    """How :func:`run` evaluates a package on this machine (recorded in the report)."""
+    if sys.platform == "darwin":
+        return "Core ML predict (macOS)"
+    return "numpy evaluation of the package's MIL program (Core ML runtime is macOS-only)"
+
+
+def run(path: str | os.PathLike, x: np.ndarray, batch: int = 8) -> np.ndarray:
+    """Run a saved ``.mlpackage`` on a float32 NCHW batch -> raw output (N, bins).
+
+    macOS: Core ML ``predict``. Elsewhere: :func:`cskd_export.mil_eval.evaluate_package`.
+    """
+    if sys.platform == "darwin":
+        import coremltools as ct
+
+        model = ct.models.MLModel(str(path))
+        outs = [np.asarray(model.predict({INPUT_NAME: x[i : i + batch]})[OUTPUT_NAME], np.float32)
+                for i in range(0, x.shape[0], batch)]
+        return np.concatenate(outs)
+    from .mil_eval import evaluate_package
+
+    return evaluate_package(path, {INPUT_NAME: x}, batch=batch)[OUTPUT_NAME]
+
+
+def coreml_runner(path: Path, images: Any) -> tuple[np.ndarray, np.ndarray, str]:
+    """Parity runner: tensors from the package's own embedded manifest, run by :func:`run`."""
+    from cskd_runtime.backends.base import postprocess
+    from cskd_runtime.preprocess import preprocess
+
+    from .embed import read_manifest
+
+    manifest = read_manifest(path)
+    x = np.concatenate([preprocess(im.data, manifest.input, name=im.name) for im in images])
+    dist = postprocess(run(path, x), manifest.output).astype(np.float64)
+    return dist, x, check_method()
+
+
+def remove_package(path: Path) -> None:
+    """Delete a package directory (or file) if present."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()

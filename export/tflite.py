@@ -1,0 +1,189 @@
+"""TFLite target: litert-torch with an NHWC input, then ai-edge-quantizer for FP16 and INT8.
+
+The model is wrapped so the mobile input is NHWC (what camera buffers and Android bitmaps are, and what the
+TFLite GPU/NNAPI delegates prefer); the manifest says ``layout: NHWC``. litert-torch converts once to fp32
+(~15 s); FP16 and INT8 are produced from that flatbuffer by ai-edge-quantizer in about a second each:
+
+* FP16: float16 weights (``float_casting``), float32 compute and I/O.
+* INT8: static w8a8 calibrated on real photos. The result has int8 input and output tensors, so their
+  quantization parameters are read from the produced model and written into the manifest, which the runtime
+  uses to quantize the input and dequantize the output. (litert-torch's PT2E path works as well, see
+  toolchain.md; ai-edge-quantizer is used because it quantizes the already converted model in a second and its
+  per-layer overrides give the ``float_ends`` fallback.)
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cskd_runtime.manifest import Quantization
+
+from .common import ExportContext, artifact_manifest, tool_versions
+from .embed import embed_tflite
+from .targets import Int8Recipe
+
+__all__ = ["export", "fp32_flatbuffer", "io_details"]
+
+logger = logging.getLogger(__name__)
+
+#: Largest batch the dynamic batch dimension is traced for (the runtime resizes the input per call).
+MAX_BATCH = 1024
+
+
+def _tools() -> dict[str, str]:
+    return tool_versions("litert-torch", "ai-edge-quantizer", "ai-edge-litert")
+
+
+def _nhwc_wrapper(model: Any) -> Any:
+    import torch
+
+    class NHWCInput(torch.nn.Module):
+        """Takes (N, H, W, 3) and feeds the NCHW model: the permute is folded into the graph's first op."""
+
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x.permute(0, 3, 1, 2))
+
+    return NHWCInput(model).eval()
+
+
+def fp32_flatbuffer(ctx: ExportContext) -> bytes:
+    """The fp32 NHWC .tflite bytes, converted once per model (cached in ``ctx``).
+
+    The batch dimension is dynamic when the converter manages it (mean-pooled heads do); otherwise batch 1,
+    which the runtime handles by splitting batches.
+    """
+    if "tflite_fp32" in ctx.cache:
+        return ctx.cache["tflite_fp32"]
+    import litert_torch
+    import torch
+
+    spec = ctx.manifest.input
+    wrapper = _nhwc_wrapper(ctx.model)
+    with tempfile.TemporaryDirectory(prefix="cskd-tflite-") as tmp:
+        path = Path(tmp) / "model.tflite"
+        try:
+            batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+            edge = litert_torch.convert(wrapper, (torch.zeros(2, spec.height, spec.width, 3),),
+                                        dynamic_shapes=({0: batch},))
+            dynamic = True
+        except Exception as exc:  # the converter raises many types; a static model is still useful
+            logger.warning("tflite: dynamic batch failed (%s: %s); converting with batch 1",
+                           type(exc).__name__, str(exc)[:200])
+            edge = litert_torch.convert(wrapper, (torch.zeros(1, spec.height, spec.width, 3),))
+            dynamic = False
+        edge.export(str(path))
+        data = path.read_bytes()
+    ctx.cache["tflite_fp32"] = data
+    ctx.cache["tflite_dynamic_batch"] = dynamic
+    return data
+
+
+def io_details(model_bytes: bytes) -> tuple[dict[str, Any], dict[str, Any], str, str]:
+    """Input and output tensor details, the signature key and its input name, read by the LiteRT interpreter."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=model_bytes)
+    sigs = it.get_signature_list()
+    key = next(iter(sigs))
+    return it.get_input_details()[0], it.get_output_details()[0], key, sigs[key]["inputs"][0]
+
+
+def _quant_of(detail: dict[str, Any]) -> tuple[str, Quantization | None]:
+    dtype = np.dtype(detail["dtype"]).name
+    scale, zp = detail.get("quantization", (0.0, 0))
+    if np.dtype(detail["dtype"]).kind in "iu":
+        if not scale:
+            raise ValueError(f"integer tensor {detail.get('name')!r} without quantization parameters")
+        return dtype, Quantization(float(scale), int(zp))
+    return dtype, None
+
+
+def _fp16(fp32: bytes) -> bytes:
+    from ai_edge_quantizer import qtyping, quantizer
+
+    q = quantizer.Quantizer(bytearray(fp32))
+    q.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=16,
+                             algorithm_key="float_casting")
+    return bytes(q.quantize().quantized_model)
+
+
+def float_end_ops(model_bytes: bytes) -> list[tuple[str, str]]:
+    """(op type, output tensor name) of the ops ``float_ends`` keeps in float: the first CONV_2D and the head
+    (every op after the last CONV_2D: pooling, dense layers, softmax)."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_quantizer import qtyping
+
+    model = schema.Model.GetRootAs(model_bytes, 0)
+    codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    graph = model.Subgraphs(0)
+    ops = []
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        name = graph.Tensors(op.Outputs(0)).Name().decode("utf-8")
+        ops.append((codes.get(builtin, str(builtin)), name))
+    convs = [i for i, o in enumerate(ops) if o[0] == "CONV_2D"]
+    if not convs:
+        return []
+    known = {m.value for m in qtyping.TFLOperationName}
+    return [ops[convs[0]]] + [o for o in ops[convs[-1] + 1 :] if o[0] in known]
+
+
+def _int8(ctx: ExportContext, fp32: bytes, recipe: Int8Recipe) -> bytes:
+    import dataclasses
+
+    from ai_edge_quantizer import qtyping, quantizer
+
+    _, _, sig, in_name = io_details(fp32)
+    spec = dataclasses.replace(ctx.manifest.input, layout="NHWC", dtype="float32", quantization=None)
+    x = ctx.calibration.tensors(spec, more=recipe.more_calibration)
+    q = quantizer.Quantizer(bytearray(fp32))
+    granularity = qtyping.QuantGranularity.CHANNELWISE if recipe.per_channel else qtyping.QuantGranularity.TENSORWISE
+    q.add_static_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, activation_num_bits=8,
+                        weight_num_bits=8, weight_granularity=granularity)
+    kept = float_end_ops(fp32) if recipe.float_ends else []
+    for op, tensor in kept:
+        q.update_quantization_recipe(regex=re.escape(tensor) + "$", operation_name=qtyping.TFLOperationName(op),
+                                     algorithm_key="no_quantize")
+    import os
+
+    calib = q.calibrate({sig: [{in_name: x[i : i + 1]} for i in range(x.shape[0])]},
+                        num_threads=max(1, os.cpu_count() or 1))
+    logger.info("tflite int8 (%s): %d calibration photos, %d ops kept float", recipe.name, x.shape[0], len(kept))
+    return bytes(q.quantize(calib).quantized_model)
+
+
+def export(ctx: ExportContext, precision: str, dest: Path, recipe: Int8Recipe | None = None) -> Any:
+    """Write the TFLite artifact for ``precision`` to ``dest`` with its manifest embedded; return the manifest."""
+    fp32 = fp32_flatbuffer(ctx)
+    if precision == "fp32":
+        data = fp32
+    elif precision == "fp16":
+        data = _fp16(fp32)
+    elif precision == "int8":
+        if recipe is None:
+            raise ValueError("int8 export needs an Int8Recipe")
+        data = _int8(ctx, fp32, recipe)
+    else:
+        raise ValueError(f"tflite does not support precision {precision!r}")
+    din, dout, _, _ = io_details(data)
+    in_dtype, in_q = _quant_of(din)
+    out_dtype, out_q = _quant_of(dout)
+    manifest = artifact_manifest(
+        ctx, target="tflite", precision=precision, layout="NHWC", recipe=recipe,
+        input_dtype=in_dtype, input_quantization=in_q, output_dtype=out_dtype, output_quantization=out_q,
+        tools=_tools(), extra={"dynamic_batch": bool(ctx.cache.get("tflite_dynamic_batch"))},
+    )
+    dest.write_bytes(embed_tflite(data, manifest))
+    return manifest

@@ -1,0 +1,183 @@
+"""Stand-in artifacts for the runtime benchmark's tests: a checkpoint and ONNX / TFLite exports with manifests.
+
+The real exporter (``cskd_export``) produces these files for users; the benchmark only needs files of the same
+shape (a manifest embedded the way the runtime reads it, ``provenance.export.precision`` like the exporter writes)
+so that its own tests do not depend on the exporter. Nothing here is used outside ``tests/bench``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from cskd_runtime.manifest import METADATA_KEY, Manifest
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def artifact_manifest(manifest: Manifest, target: str, precision: str, checkpoint: Path, layout: str) -> Manifest:
+    """The checkpoint's manifest with the tensor layout and the export provenance the exporter records."""
+    return manifest.replace(
+        input={"layout": layout},
+        provenance={"export": {"target": target, "precision": precision,
+                               "source": {"checkpoint": str(checkpoint), "sha256": _sha256(checkpoint)}}},
+    )
+
+
+def make_checkpoint(model: Any, manifest: Manifest, path: Path) -> Path:
+    from cskd_train.model import save_checkpoint
+
+    return save_checkpoint(path, model, manifest, stage="skd")
+
+
+def onnx_fp32(model: Any, manifest: Manifest, checkpoint: Path, path: Path) -> Path:
+    from tests.conftest import export_onnx_with_manifest
+
+    return export_onnx_with_manifest(model, artifact_manifest(manifest, "onnx", "fp32", checkpoint, "NCHW"), path)
+
+
+def _set_onnx_manifest(path: Path, manifest: Manifest) -> None:
+    import onnx
+
+    proto = onnx.load(str(path))
+    for entry in list(proto.metadata_props):
+        if entry.key == METADATA_KEY:
+            proto.metadata_props.remove(entry)
+    entry = proto.metadata_props.add()
+    entry.key = METADATA_KEY
+    entry.value = manifest.to_json()
+    onnx.save(proto, str(path))
+
+
+def onnx_int8(fp32_path: Path, manifest: Manifest, checkpoint: Path, calibration: Sequence[np.ndarray],
+              path: Path) -> Path:
+    """Static QDQ int8 (per-channel weights) calibrated on ``calibration`` tensors; float input and output."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(self._it, None)
+            return None if x is None else {"image": x}
+
+    quantize_static(str(fp32_path), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    _set_onnx_manifest(path, artifact_manifest(manifest, "onnx", "int8", checkpoint, "NCHW"))
+    return path
+
+
+def embed_tflite_metadata(model_bytes: bytes, name: str, payload: bytes) -> bytes:
+    """Add (or replace) a named metadata entry pointing at a new buffer holding ``payload``."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(model_bytes, 0))
+    for b in model.buffers or []:
+        # ai-edge-quantizer writes tensor data after the flatbuffer, addressed by absolute offset; repacking
+        # through the object API would drop that tail, so the data moves into the buffer itself.
+        if (b.offset or 0) > 1:
+            b.data = np.frombuffer(model_bytes, dtype=np.uint8, count=b.size, offset=b.offset)
+            b.offset, b.size = 0, 0
+    buf = schema.BufferT()
+    buf.data = np.frombuffer(payload, dtype=np.uint8)
+    model.buffers.append(buf)
+    meta = schema.MetadataT()
+    meta.name = name
+    meta.buffer = len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if m.name not in (name, name.encode())] + [meta]
+    builder = flatbuffers.Builder(len(model_bytes) + len(payload) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def tflite_fp32(model: Any, manifest: Manifest, checkpoint: Path, path: Path) -> Path:
+    """litert-torch conversion with an NHWC input (batch 1) and the manifest as metadata ``cskd.manifest``."""
+    import litert_torch
+    import torch
+
+    class NHWC(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x.permute(0, 3, 1, 2))
+
+    spec = manifest.input
+    edge = litert_torch.convert(NHWC(model).eval(), (torch.zeros(1, spec.height, spec.width, 3),))
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "m.tflite"
+        edge.export(str(raw))
+        data = raw.read_bytes()
+    m = artifact_manifest(manifest, "tflite", "fp32", checkpoint, "NHWC")
+    path.write_bytes(embed_tflite_metadata(data, METADATA_KEY, m.to_json().encode()))
+    return path
+
+
+def _tflite_quant(detail: dict) -> tuple[str, Any]:
+    from cskd_runtime.manifest import Quantization
+
+    dtype = np.dtype(detail["dtype"]).name
+    scale, zp = detail.get("quantization", (0.0, 0))
+    return dtype, (Quantization(float(scale), int(zp)) if np.dtype(detail["dtype"]).kind in "iu" else None)
+
+
+def tflite_quantized(fp32_tflite: Path, manifest: Manifest, checkpoint: Path, precision: str,
+                     calibration: Sequence[np.ndarray], path: Path) -> Path:
+    """fp16 weights (float I/O) or static w8a8 int8 (int8 I/O) from the fp32 .tflite with ai-edge-quantizer.
+
+    Slower than the other helpers (~1 min for int8 calibration); the end-to-end test does not use it.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import qtyping, quantizer
+
+    data = fp32_tflite.read_bytes()
+    q = quantizer.Quantizer(bytearray(data))
+    if precision == "fp16":
+        q.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=16,
+                                 algorithm_key="float_casting")
+        out = bytes(q.quantize().quantized_model)
+    elif precision == "int8":
+        it = Interpreter(model_content=data)
+        sig = next(iter(it.get_signature_list()))
+        name = it.get_signature_list()[sig]["inputs"][0]
+        q.add_static_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, activation_num_bits=8,
+                            weight_num_bits=8, weight_granularity=qtyping.QuantGranularity.CHANNELWISE)
+        calib = q.calibrate({sig: [{name: np.ascontiguousarray(x.transpose(0, 2, 3, 1))} for x in calibration]})
+        out = bytes(q.quantize(calib).quantized_model)
+    else:
+        raise ValueError(precision)
+    it = Interpreter(model_content=out)
+    in_dtype, in_q = _tflite_quant(it.get_input_details()[0])
+    out_dtype, out_q = _tflite_quant(it.get_output_details()[0])
+    # The quantizer keeps the fp32 model's metadata entry; embedding replaces it with the int8 / fp16 manifest.
+    m = artifact_manifest(manifest, "tflite", precision, checkpoint, "NHWC").replace(
+        input={"dtype": in_dtype, "quantization": in_q}, output={"dtype": out_dtype, "quantization": out_q})
+    path.write_bytes(embed_tflite_metadata(out, METADATA_KEY, m.to_json().encode()))
+    return path
+
+
+def build_all(model: Any, manifest: Manifest, out: Path, calibration: Sequence[np.ndarray],
+              tflite: bool = True) -> tuple[Path, Path]:
+    """Checkpoint + ONNX fp32 + ONNX int8 (+ TFLite fp32) named like the exporter names them.
+
+    Returns:
+        (artifact folder, checkpoint path).
+    """
+    arts = out / "artifacts"
+    arts.mkdir(parents=True, exist_ok=True)
+    ckpt = make_checkpoint(model, manifest, out / "model.pt")
+    stem = manifest.model.name
+    fp32 = onnx_fp32(model, manifest, ckpt, arts / f"{stem}-fp32.onnx")
+    onnx_int8(fp32, manifest, ckpt, calibration, arts / f"{stem}-int8.onnx")
+    if tflite:
+        tflite_fp32(model, manifest, ckpt, arts / f"{stem}-fp32.tflite")
+    return arts, ckpt
