@@ -50,9 +50,6 @@ class _PairView:
         self.train = train
         self.teacher = EvalView(teacher_spec)
 
-    def load(self, src: Any, name: str | None = None) -> Any:
-        return self.train.load(src, name=name)
-
     def __call__(self, img: Any, epoch: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.train(img, epoch, index), self.teacher(img)
 
@@ -94,7 +91,7 @@ class CFATask(Task):
             self.paths = []
             self.streamed = True
             self.online = True
-            self.dataset = ShardStream(source, _PairView(view, self.encoder.spec), info.rank, info.world)
+            self.dataset = ShardStream(source, _PairView(view, self.encoder.spec))
 
     def steps_per_epoch(self) -> int:
         if self.cfg.optim.steps_per_epoch > 0:

@@ -61,8 +61,8 @@ def test_dataset_adapters_are_delegated_lazily(tmp_path, monkeypatch):
     fake = types.ModuleType("cskd_train.data.labels")
     fake.read_ava = lambda table, image_dir, split=None, num_bins=10: calls.append(("ava", table, image_dir, split)) or [
         LabeledItem(str(image_dir / "1.jpg"), np.full(num_bins, 1 / num_bins, np.float32))]
-    fake.read_aadb = lambda table, image_dir: calls.append(("aadb",)) or [LabeledItem("x", np.full(10, 0.1, np.float32))]
-    fake.read_para = lambda table, image_dir: calls.append(("para",)) or [LabeledItem("y", np.full(5, 0.2, np.float32))]
+    fake.read_aadb = lambda table, image_dir, num_bins=10: calls.append(("aadb",)) or [LabeledItem("x", np.full(10, 0.1, np.float32))]
+    fake.read_para = lambda table, image_dir, num_bins=10: calls.append(("para",)) or [LabeledItem("y", np.full(5, 0.2, np.float32))]
     monkeypatch.setitem(sys.modules, "cskd_train.data.labels", fake)
     import cskd_train.data as pkg
 

@@ -97,3 +97,22 @@ def test_skd_teacher_outputs_are_cached_and_reused(pipeline, synth_root, monkeyp
     over += ["optim.epochs=1", "optim.steps_per_epoch=2", "run.out=single/skd_rerun", f"skd.cache_dir={pipeline['skd'].parent / 'cache'}"]
     path = run_skd(load_config(None, over, stage="skd", base_dir=synth_root))
     assert path.is_file()
+
+
+def test_cfa_streams_webdataset_shards(synth_root, tmp_path):
+    """At the 3M-image scale CFA reads tar shards: teacher run online on its eval view, fixed steps per epoch."""
+    from cskd_train.cfa import run_cfa
+    from cskd_train.config import load_config
+    from cskd_train.data.shards import write_shards
+    from tests.train.synth import stage_overrides
+
+    imgs = sorted((synth_root / "unl").glob("*.png"))[:64]
+    shards = write_shards(imgs, tmp_path / "unl-%04d.tar", maxcount=16)
+    assert len(shards) == 4
+    over = stage_overrides("cfa", str(tmp_path / "out")) + [
+        f"data.unlabeled={{format: shards, urls: '{tmp_path}/unl-{{0000..0003}}.tar', seed: 1}}",
+        "optim.steps_per_epoch=2", "optim.epochs=2", "optim.batch_size=16"]  # fmt: skip
+    ck = load_checkpoint(run_cfa(load_config(None, over, stage="cfa", base_dir=synth_root)))
+    losses = [h["loss"] for h in ck["history"]]
+    assert len(losses) == 2 and all(0 < v < 2 for v in losses)
+    assert json.loads(ck["manifest"])["provenance"]["cfa"]["images"] == "streamed"

@@ -13,8 +13,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -164,41 +165,35 @@ class UnlabeledDataset(Dataset):
 
 
 class ShardStream(IterableDataset):
-    """Streams ``(image tensor, key)`` from webdataset shards (``cskd_train.data.shards.ShardImages``).
+    """Streams ``(view, key)`` from webdataset shards (:class:`cskd_train.data.shards.ShardImages`).
 
-    Items are split across DDP ranks and DataLoader workers by position (item ``i`` goes to the reader
-    ``i mod readers``), so every image is read by exactly one process. ``skip`` drops the first items of this
-    reader's share (resuming mid-epoch).
+    ``ShardImages`` already splits shards across DDP ranks and DataLoader workers (or, when mixing, gives each
+    reader its own seeded stream) and decodes through ``cskd_runtime.imageio``, skipping corrupt samples. This
+    wrapper applies the training view (seeded by a hash of the key, so a sample's crop does not depend on which
+    reader got it) and, for a resumed epoch, drops the first ``skip`` items of this reader.
     """
 
-    def __init__(self, images: Iterable[tuple[str, Image.Image]], view: Any, rank: int = 0, world: int = 1) -> None:
+    def __init__(self, images: Any, view: Any) -> None:
         self.images = images
         self.view = view
-        self.rank = rank
-        self.world = world
         self.epoch = 0
         self.skip = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+        if hasattr(self.images, "set_epoch"):
+            self.images.set_epoch(epoch)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, str]]:
+    def __iter__(self) -> Iterator[tuple[Any, str]]:
         info = get_worker_info()
-        workers, wid = (info.num_workers, info.id) if info else (1, 0)
-        readers, me = self.world * workers, self.rank * workers + wid
-        seen = 0
-        for pos, (key, img) in enumerate(self.images):
-            if pos % readers != me:
+        workers = info.num_workers if info else 1
+        # The skip counts items of this rank; spread it over its workers (each reads its own shards).
+        skip = self.skip // workers
+        for pos, sample in enumerate(self.images):
+            if pos < skip:
                 continue
-            seen += 1
-            if seen <= self.skip:
-                continue
-            try:
-                img = self.view.load(img, name=key)
-            except ImageDecodeError as exc:
-                logger.warning("skipping undecodable shard image %s", exc)
-                continue
-            index = int.from_bytes(key.encode()[-8:].rjust(8, b"\0"), "little") % (2**31)
+            key, img = sample[0], sample[1]
+            index = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little") & 0x7FFFFFFF
             yield self.view(img, self.epoch, index), key
 
 

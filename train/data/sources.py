@@ -103,9 +103,9 @@ def load_labeled(spec: Mapping[str, Any], root: str | os.PathLike | None = None,
             split_path = _path(split, root, "split") if split else None
             items = labels.read_ava(table, image_dir, split=split_path, num_bins=num_bins)
         elif fmt == "aadb":
-            items = labels.read_aadb(table, image_dir)
+            items = labels.read_aadb(table, image_dir, num_bins=num_bins)
         else:
-            items = labels.read_para(table, image_dir)
+            items = labels.read_para(table, image_dir, num_bins=num_bins)
     if spec.get("limit"):
         items = items[: int(spec["limit"])]
     for it in items[:1]:
@@ -269,7 +269,8 @@ def load_unlabeled(spec: Mapping[str, Any], root: str | os.PathLike | None = Non
                                     "shard the files too or use separate stages")  # fmt: skip
             from .shards import ShardImages
 
-            return ShardImages([s["urls"] for s in sources], weights=weights, seed=int(spec.get("seed", 0)))
+            return ShardImages([s["urls"] for s in sources], weights=weights, seed=int(spec.get("seed", 0)),
+                               with_labels=False)
         lists = [_one_unlabeled(s, root) for s in sources]
         mixed = mix_sources(lists, weights, spec.get("size"), int(spec.get("seed", 0)))
         logger.info("unlabeled mix: %s -> %d images",
@@ -279,7 +280,7 @@ def load_unlabeled(spec: Mapping[str, Any], root: str | os.PathLike | None = Non
     if fmt == "shards":
         from .shards import ShardImages
 
-        return ShardImages(spec["urls"], weights=spec.get("weights"), seed=int(spec.get("seed", 0)))
+        return ShardImages(spec["urls"], weights=spec.get("weights"), seed=int(spec.get("seed", 0)), with_labels=False)
     return _one_unlabeled(spec, root)
 
 
