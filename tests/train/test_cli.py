@@ -41,7 +41,7 @@ def test_missing_data_is_named(tmp_path, capsys, caplog):
 def test_baselines_run_from_the_cli(stage, pipeline, synth_root, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(synth_root)  # bundled-recipe-free run: relative data paths resolve against the cwd
     over = COMMON + ["data.labeled={format: csv, path: lab/labels.csv}", "data.val={format: csv, path: val/labels.csv}",
-                     "optim.epochs=1", "optim.steps_per_epoch=3", "optim.batch_size=16", "run.threads=2"]  # fmt: skip
+                     "optim.epochs=1", "optim.steps_per_epoch=3", "optim.batch_size=16", "run.threads=1"]  # fmt: skip
     if stage == "kd":
         over += [f"model.from_checkpoint={pipeline['cfa']}", f"skd.teacher={pipeline['teacher']}",
                  f"skd.cache_dir={pipeline['skd'].parent / 'cache'}"]  # fmt: skip

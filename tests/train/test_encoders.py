@@ -52,7 +52,7 @@ def test_open_clip_encoder_is_frozen_and_takes_clip_preprocessing(tiny_clip_dir)
 
 @pytest.mark.parametrize("view", ["eval", "same"])
 def test_cfa_runs_with_an_open_clip_teacher(tiny_clip_dir, synth_root, view):
-    over = stage_overrides("cfa", f"clip_{view}", threads=2) + [
+    over = stage_overrides("cfa", f"clip_{view}") + [
         "cfa.encoder.kind=open_clip", f"cfa.encoder.name=local-dir:{tiny_clip_dir}", "cfa.encoder.pretrained=none",
         "cfa.encoder.size=null", "cfa.encoder.resize=null", f"cfa.encoder.view={view}", "optim.epochs=2",
         "optim.steps_per_epoch=3",
