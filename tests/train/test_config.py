@@ -31,6 +31,11 @@ def test_overrides_are_typed():
     assert cfg.optim.lr == 3e-4 and isinstance(cfg.optim.lr, float)  # YAML 1.1 reads "3e-4" as a string
     assert cfg.optim.milestones == [7] and cfg.skd.mu == 4 and cfg.run.resume is True
     assert cfg.data.labeled == {"format": "csv", "path": "x.csv"}
+    cfg = load_config("cfa_mv2", ["data.unlabeled.sources.1.path=/data/oi", "data.unlabeled.sources.1.weight=2"])
+    assert cfg.data.unlabeled["sources"][1] == {"format": "folder", "path": "/data/oi", "weight": 2}
+    assert cfg.data.unlabeled["sources"][0]["path"] == "data/imagenet/train"
+    with pytest.raises(ConfigError, match="is a list of 2; '5' is not an index"):
+        load_config("cfa_mv2", ["data.unlabeled.sources.5.path=x"])
 
 
 def test_mistakes_are_named(tmp_path):

@@ -103,6 +103,8 @@ def test_folders_and_weighted_mixes(tmp_path):
         list_images(tmp_path / "a" / "..", recursive=False)
     with pytest.raises(DataSpecError, match="weights must be non-negative"):
         mix_sources([["x"]], [-1])
+    with pytest.raises(DataSpecError, match="has 'sources' and also \\['path'\\]"):
+        load_unlabeled({**spec, "path": "elsewhere"}, tmp_path)
     with pytest.raises(DataSpecError, match="shards cannot be mixed with file sources"):
         load_unlabeled({"sources": [{"format": "shards", "urls": "x.tar"}, {"format": "folder", "path": "a"}]}, tmp_path)
 

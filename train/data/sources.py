@@ -262,6 +262,10 @@ def load_unlabeled(spec: Mapping[str, Any], root: str | os.PathLike | None = Non
     if not isinstance(spec, Mapping):
         raise DataSpecError(f"unlabeled data spec must be a mapping, got {spec!r}")
     if "sources" in spec:
+        stray = sorted(set(spec) & {"path", "format", "urls", "table"})
+        if stray:
+            raise DataSpecError(f"unlabeled data spec has 'sources' and also {stray}: set each source's own "
+                                "fields (e.g. data.unlabeled.sources.0.path=...) or replace the whole spec")  # fmt: skip
         sources = spec["sources"]
         if not isinstance(sources, Sequence) or not sources:
             raise DataSpecError("unlabeled data spec: 'sources' must be a non-empty list")
