@@ -82,3 +82,18 @@ def test_evaluate_exported_onnx_matches_the_checkpoint(pipeline, synth_root, tmp
     m = json.loads(capsys.readouterr().out)
     ref = json.loads((pipeline["skd"].parent / "metrics.json").read_text())["metrics"]["val"]
     assert m["mse"] == pytest.approx(ref["mse"], abs=1e-4)
+
+
+def test_cskd_export_takes_the_skd_checkpoint_directly(pipeline, synth_root, tmp_path):
+    from cskd_export.cli import main as export_main
+    from cskd_runtime import Scorer
+
+    out = tmp_path / "exported"
+    rc = export_main(["--target", "onnx", "--precision", "fp32", "--checkpoint", str(pipeline["skd"]),
+                      "--parity", str(synth_root / "val"), "--out", str(out), "--no-latency", "-q"])  # fmt: skip
+    assert rc == 0
+    onnx = next(out.glob("*.onnx"))
+    scorer = Scorer(onnx)
+    assert scorer.manifest.provenance["stage"] == "skd"
+    assert scorer.manifest.provenance["metrics"]["val"]["srcc"] > 0.5
+    assert scorer.manifest.input.height == 32
