@@ -21,8 +21,10 @@ def _damaging(original):
 
         proto = onnx.load(str(dest))
         target = max(proto.graph.initializer, key=lambda t: int(np.prod(t.dims)))
-        w = numpy_helper.to_array(target).copy()
-        w += np.random.default_rng(0).normal(0, 0.5 * float(np.abs(w).mean()), w.shape).astype(w.dtype)
+        w = numpy_helper.to_array(target)
+        # Shuffled weights: the layer still has the right shape, dtype and value range (fp32 or int8), only the
+        # numbers are wrong, as after a bad conversion.
+        w = np.random.default_rng(0).permutation(w.reshape(-1)).reshape(w.shape)
         target.CopyFrom(numpy_helper.from_array(w, target.name))
         onnx.save(proto, str(dest))
         return manifest
