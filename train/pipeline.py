@@ -177,7 +177,48 @@ def install_default(final: Path, spec: Mapping[str, Any], ablation: Path | None 
         abl_model, abl_manifest = model_from_checkpoint(ablation)
         out["ablation"] = str(save_checkpoint(dest / "ablation-mv2-no-cfa-no-skd.pt", abl_model,
                                               abl_manifest, "nima"))
+    out.update(export_default(Path(out["checkpoint"]), RUNTIME_MODELS_DIR if dest == DEFAULT_CHECKPOINT_DIR
+                              else dest / "runtime_models"))
     logger.info("installed default model: %s", out)
+    return out
+
+
+#: Artifacts shipped in the runtime wheel: exporter's name -> the runtime's name for it.
+SHIPPED = {"fp32.onnx": ".onnx", "int8.onnx": "-int8.onnx", "fp32.tflite": ".tflite", "int8.tflite": "-int8.tflite"}
+
+
+def export_default(checkpoint: Path, dest: Path) -> dict[str, str]:
+    """Export the installed checkpoint to ONNX and TFLite (fp32, int8) through ``cskd-export``'s parity gates
+    and copy the artifacts and the export report into ``dest`` (the runtime wheel's ``models`` folder).
+
+    Raises:
+        RuntimeError: if any artifact fails its gate (nothing is copied then).
+    """
+    import shutil
+    import tempfile
+
+    from cskd_export.cli import main as export_main
+
+    stem = checkpoint.stem
+    with tempfile.TemporaryDirectory(prefix="cskd-default-export-") as tmp:
+        rc = export_main(["--target", "onnx,tflite", "--precision", "fp32,int8", "--checkpoint", str(checkpoint),
+                          "--out", tmp, "-q"])
+        if rc != 0:
+            raise RuntimeError(f"cskd-export of {checkpoint} failed (exit {rc}); nothing installed")
+        dest.mkdir(parents=True, exist_ok=True)
+        out = {}
+        for produced, shipped in SHIPPED.items():
+            src = Path(tmp) / f"{stem}-{produced}"
+            if not src.is_file():
+                raise RuntimeError(f"cskd-export did not write {src.name}; nothing installed")
+            out[produced] = str(dest / f"{stem}{shipped}")
+        for produced, shipped in SHIPPED.items():
+            target = dest / f"{stem}{shipped}"
+            shutil.copyfile(Path(tmp) / f"{stem}-{produced}", target.with_suffix(target.suffix + ".tmp"))
+            os.replace(target.with_suffix(target.suffix + ".tmp"), target)
+        for report in ("export_report.json", "export_report.md"):
+            if (Path(tmp) / report).is_file():
+                shutil.copyfile(Path(tmp) / report, dest / report)
     return out
 
 

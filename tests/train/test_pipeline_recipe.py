@@ -70,6 +70,13 @@ def test_pipeline_runs_links_resumes_and_installs(tmp_path):
     src = load_checkpoint(state["stages"]["skd"])["state_dict"]
     assert all(np.array_equal(final["state_dict"][k].numpy(), v.numpy()) for k, v in src.items())
     assert (installed / "ablation-mv2-no-cfa-no-skd.pt").is_file()
+    # ...and its ONNX / TFLite artifacts (fp32, int8), which passed cskd-export's gates, under the runtime's names.
+    from cskd_runtime import Scorer
+
+    for name in ("tiny-default.onnx", "tiny-default-int8.onnx", "tiny-default.tflite", "tiny-default-int8.tflite"):
+        scorer = Scorer(installed / "runtime_models" / name)
+        assert scorer.manifest.calibration == manifest.calibration
+    assert (installed / "runtime_models" / "export_report.json").is_file()
 
     # A second run finds every stage finished and trains nothing.
     stamps = {k: Path(p).stat().st_mtime_ns for k, p in state["stages"].items()}
