@@ -18,7 +18,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import yaml
 
@@ -178,7 +178,8 @@ def install_default(final: Path, spec: Mapping[str, Any], ablation: Path | None 
         out["ablation"] = str(save_checkpoint(dest / "ablation-mv2-no-cfa-no-skd.pt", abl_model,
                                               abl_manifest, "nima"))
     out.update(export_default(Path(out["checkpoint"]), RUNTIME_MODELS_DIR if dest == DEFAULT_CHECKPOINT_DIR
-                              else dest / "runtime_models"))
+                              else dest / "runtime_models",
+                              precisions=spec.get("export", {}).get("precisions", ("fp32", "int8"))))
     logger.info("installed default model: %s", out)
     return out
 
@@ -187,7 +188,7 @@ def install_default(final: Path, spec: Mapping[str, Any], ablation: Path | None 
 SHIPPED = {"fp32.onnx": ".onnx", "int8.onnx": "-int8.onnx", "fp32.tflite": ".tflite", "int8.tflite": "-int8.tflite"}
 
 
-def export_default(checkpoint: Path, dest: Path) -> dict[str, str]:
+def export_default(checkpoint: Path, dest: Path, precisions: Sequence[str] = ("fp32", "int8")) -> dict[str, str]:
     """Export the installed checkpoint to ONNX and TFLite (fp32, int8) through ``cskd-export``'s parity gates
     and copy the artifacts and the export report into ``dest`` (the runtime wheel's ``models`` folder).
 
@@ -200,19 +201,20 @@ def export_default(checkpoint: Path, dest: Path) -> dict[str, str]:
     from cskd_export.cli import main as export_main
 
     stem = checkpoint.stem
+    shipped_files = {k: v for k, v in SHIPPED.items() if k.split(".")[0] in precisions}
     with tempfile.TemporaryDirectory(prefix="cskd-default-export-") as tmp:
-        rc = export_main(["--target", "onnx,tflite", "--precision", "fp32,int8", "--checkpoint", str(checkpoint),
+        rc = export_main(["--target", "onnx,tflite", "--precision", ",".join(precisions), "--checkpoint", str(checkpoint),
                           "--out", tmp, "-q"])
         if rc != 0:
             raise RuntimeError(f"cskd-export of {checkpoint} failed (exit {rc}); nothing installed")
         dest.mkdir(parents=True, exist_ok=True)
         out = {}
-        for produced, shipped in SHIPPED.items():
+        for produced, shipped in shipped_files.items():
             src = Path(tmp) / f"{stem}-{produced}"
             if not src.is_file():
                 raise RuntimeError(f"cskd-export did not write {src.name}; nothing installed")
             out[produced] = str(dest / f"{stem}{shipped}")
-        for produced, shipped in SHIPPED.items():
+        for produced, shipped in shipped_files.items():
             target = dest / f"{stem}{shipped}"
             shutil.copyfile(Path(tmp) / f"{stem}-{produced}", target.with_suffix(target.suffix + ".tmp"))
             os.replace(target.with_suffix(target.suffix + ".tmp"), target)
