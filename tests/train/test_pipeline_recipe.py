@@ -109,3 +109,24 @@ def test_the_default_recipe_is_a_valid_pipeline():
     assert list(spec["stages"]) == ["cfa", "teacher", "skd", "nima"]
     assert spec["final"] == "skd" and spec["ablation"] == "nima"
     assert spec["stages"]["skd"]["skd"]["beta"] == 15
+
+
+def test_the_paper_recipe_composes_the_stage_recipes_and_links_them(tmp_path, monkeypatch):
+    from cskd_train.pipeline import stage_config
+
+    monkeypatch.chdir(tmp_path)
+    spec, path = load_pipeline("paper_ava")
+    ctx = {f"stages.{n}": f"/ckpt/{n}.pt" for n in spec["stages"]}
+    cfgs = {n: stage_config(spec, path, n, ctx, tmp_path / "out") for n in spec["stages"]}
+    assert cfgs["cfa_teacher"].model.backbone.startswith("swin_base")
+    assert (cfgs["cfa_student"].cfa.encoder.kind, cfgs["cfa_student"].cfa.encoder.name) == ("open_clip", "ViT-L-14")
+    assert cfgs["teacher"].model.from_checkpoint == "/ckpt/cfa_teacher.pt"
+    skd = cfgs["skd"]
+    assert (skd.skd.beta, skd.skd.mu, skd.skd.teacher) == (15.0, 15, "/ckpt/teacher.pt")
+    assert skd.model.from_checkpoint == "/ckpt/cfa_student.pt"
+    assert (skd.optim.lr, skd.optim.epochs, skd.optim.milestones) == (1e-4, 16, [5])
+    assert cfgs["teacher"].optim.milestones == [2]
+    # Bundled recipes resolve data paths against the folder the user runs from; outputs go under --out.
+    assert skd.resolve(skd.data.labeled["table"]) == tmp_path / "data/AVA/AVA.txt"
+    assert skd.out_dir() == tmp_path / "out" / "skd"
+    assert spec["targets"]["srcc"] == 0.706 and spec["targets"]["plcc"] == 0.717
