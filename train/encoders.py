@@ -339,8 +339,8 @@ def build_encoder(section: Any, seed: int = 0, base_dir: str | os.PathLike | Non
 class EmbeddingCache:
     """Encoder outputs on disk, keyed by image (path, size, mtime) under a folder per (encoder id, view).
 
-    One ``outputs.pt`` per folder holds ``keys`` and a float16 ``values`` matrix (float16 halves the disk; these
-    are targets, not weights). Written atomically by rank 0.
+    One ``outputs.pt`` per folder holds ``keys`` and a ``values`` matrix, float16 when the values fit (half the
+    disk; these are targets, not weights), else float32. Written atomically by rank 0.
     """
 
     def __init__(self, root: str | os.PathLike, encoder_id: str, spec: InputSpec) -> None:
@@ -380,10 +380,13 @@ class EmbeddingCache:
     def add_and_save(self, keys: Sequence[str], values: torch.Tensor) -> None:
         ok = ~torch.isnan(values).any(dim=1)
         keys = [k for k, good in zip(keys, ok.tolist()) if good]
-        values = values[ok].half()
+        values = values[ok].to(storage_dtype(values))
         if not keys:
             return
         old_keys = list(self._index)
+        if self._values is not None and self._values.dtype != values.dtype:
+            values = values.float()
+            self._values = self._values.float()
         merged = values if self._values is None else torch.cat([self._values, values])
         all_keys = old_keys + list(keys)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -392,6 +395,12 @@ class EmbeddingCache:
         os.replace(tmp, self.file)
         self._index = {k: i for i, k in enumerate(all_keys)}
         self._values = merged
+
+
+def storage_dtype(values: torch.Tensor) -> torch.dtype:
+    """float16 when every finite value fits comfortably, else float32."""
+    finite = values[torch.isfinite(values)]
+    return torch.float16 if finite.numel() == 0 or float(finite.abs().max()) < 6e4 else torch.float32
 
 
 def compute_outputs(
@@ -404,7 +413,8 @@ def compute_outputs(
     desc: str = "teacher pass",
     progress: bool = True,
 ) -> torch.Tensor:
-    """Encoder outputs for every image, on every rank: ``(len(paths), encoder.dim)`` float32.
+    """Encoder outputs for every image, on every rank: ``(len(paths), encoder.dim)`` float32 (float16-rounded
+    unless values are too large for float16).
 
     Images come through the encoder's own evaluation preprocessing (deterministic). Work is split round-robin
     across DDP ranks and gathered; with ``cache_root``, outputs already cached are reused and new ones are added.
@@ -446,7 +456,9 @@ def compute_outputs(
         rows = torch.cat(got_rows) if got_rows else torch.zeros(0, encoder.dim)
         new = D.gather_by_index(got_idx, rows, n)
         fill = torch.as_tensor(todo)
-        out[fill] = new[fill]
+        # Rounded to the cache's storage precision even on a cold cache, so a run reads the same targets whether
+        # they were just computed or come from disk (a resumed run must see what the killed run saw).
+        out[fill] = new[fill].to(storage_dtype(new[fill])).float()
         if cache is not None and info.is_main:
             cache.add_and_save([keys[i] for i in todo], out[fill])
         D.barrier()

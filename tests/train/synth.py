@@ -62,7 +62,7 @@ COMMON = ["model.backbone=resnet10t", "model.hidden=32", "model.dropout=0", "dat
 
 
 def stage_overrides(stage: str, out: str, cfa: str | None = None, teacher: str | None = None,
-                    threads: int = 2) -> list[str]:  # fmt: skip
+                    threads: int = 1) -> list[str]:  # fmt: skip
     """``--set`` overrides of one stage of the tiny end-to-end run (the same for 1 process and torchrun)."""
     o = COMMON + [f"run.threads={threads}", f"run.out={out}/{stage}"]
     if stage == "cfa":
@@ -79,7 +79,7 @@ def stage_overrides(stage: str, out: str, cfa: str | None = None, teacher: str |
     raise ValueError(stage)
 
 
-def run_pipeline(root: Path, out: str, threads: int = 2) -> dict[str, Path]:
+def run_pipeline(root: Path, out: str, threads: int = 1) -> dict[str, Path]:
     """cfa -> teacher -> skd on the data under ``root`` (run in-process, or by each torchrun worker)."""
     from cskd_train.cfa import run_cfa
     from cskd_train.config import load_config

@@ -31,6 +31,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .folders import IMAGE_EXTENSIONS
 from .items import LabeledItem, gaussian_distribution, normalize_distribution
 
 __all__ = [
@@ -46,7 +47,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 LABELED_FORMATS = ("csv", "ava", "aadb", "para")
 UNLABELED_FORMATS = ("folder", "csv", "ava", "aadb", "para", "shards")
 
@@ -196,12 +196,14 @@ def read_csv_paths(path: str | os.PathLike) -> list[str]:
 
 
 def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[str]:
-    """Image files under ``folder`` (by extension), sorted so every process and rerun sees the same order."""
+    """Image files under ``folder`` (:func:`cskd_train.data.folders.list_images`), refusing an empty folder."""
+    from .folders import list_images as _list
+
     root = Path(folder)
-    if not root.is_dir():
-        raise DataSpecError(f"{root}: image folder not found")
-    it = root.rglob("*") if recursive else root.iterdir()
-    out = sorted(str(p) for p in it if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    try:
+        out = _list(root, recursive=recursive)
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise DataSpecError(str(exc)) from None
     if not out:
         raise DataSpecError(f"{root}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     return out
@@ -209,7 +211,9 @@ def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[str]:
 
 def mix_sources(lists: Sequence[Sequence[str]], weights: Sequence[float], size: int | None = None,
                 seed: int = 0) -> list[str]:  # fmt: skip
-    """Mix image lists with stated weights into one deterministic list.
+    """Mix image lists of any source kind (CSV, AVA, ...) with stated weights into one deterministic list.
+
+    (Folder-only mixes go through :func:`cskd_train.data.folders.mix_unlabeled`.)
 
     Source ``i`` contributes ``round(size * w_i / sum(w))`` images (the last source takes the rounding rest). A
     source asked for more images than it has is cycled through whole seeded permutations, so every image of it
@@ -271,6 +275,13 @@ def load_unlabeled(spec: Mapping[str, Any], root: str | os.PathLike | None = Non
 
             return ShardImages([s["urls"] for s in sources], weights=weights, seed=int(spec.get("seed", 0)),
                                with_labels=False)
+        if set(fmts) == {"folder"}:
+            from .folders import mix_unlabeled
+
+            folder_specs = [{**s, "path": str(_path(s.get("path"), root, "path"))} for s in sources]
+            for fs in folder_specs:
+                list_images(fs["path"], bool(fs.get("recursive", True)))  # an empty or missing folder is named
+            return mix_unlabeled(folder_specs, total=spec.get("size"), seed=int(spec.get("seed", 0)))
         lists = [_one_unlabeled(s, root) for s in sources]
         mixed = mix_sources(lists, weights, spec.get("size"), int(spec.get("seed", 0)))
         logger.info("unlabeled mix: %s -> %d images",
