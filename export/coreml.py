@@ -44,11 +44,16 @@ def _convert(ctx: ExportContext, precision: str) -> Any:
     import coremltools as ct
     import torch
 
+    from .static_pad import freeze_same_padding
+
     spec = ctx.manifest.input
     x = torch.zeros(1, 3, spec.height, spec.width)
+    # coremltools' torch frontend cannot convert timm's run-time "same" padding (pad_type='same' models);
+    # the input size is fixed, so it becomes constant padding (a no-op for models without such layers).
+    model = freeze_same_padding(ctx.model, spec.height, spec.width)
     with torch.inference_mode(False), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # coremltools warns about untested torch versions on every call
-        traced = torch.jit.trace(ctx.model, x, check_trace=False)
+        traced = torch.jit.trace(model, x, check_trace=False)
         shape = ct.Shape((ct.RangeDim(1, MAX_BATCH, 1), 3, spec.height, spec.width))
         return ct.convert(
             traced,

@@ -12,7 +12,7 @@ a package was checked.
 
 Supported ops: const, cast, conv (groups, strides, dilations, all pad types), linear, matmul, add, sub, mul,
 real_div, maximum, minimum, clip, relu, relu6, sigmoid, silu, tanh, softmax, reduce_mean/sum/max/min, reshape,
-transpose, squeeze, expand_dims, concat, avg_pool, max_pool, batch_norm,
+transpose, squeeze, expand_dims, concat, pad (constant/reflect/replicate), avg_pool, max_pool, batch_norm,
 constexpr_affine_dequantize, constexpr_blockwise_shift_scale, constexpr_cast. An unsupported op raises
 :class:`UnsupportedOp` naming it.
 """
@@ -200,6 +200,22 @@ def _max_pool_op(a: Mapping[str, Any]) -> np.ndarray:
     return out
 
 
+def _pad_op(a: Mapping[str, Any]) -> np.ndarray:
+    """MIL ``pad``: ``pad`` holds (before, after) pairs for the *last* len(pad)/2 dimensions."""
+    x = a["x"]
+    pad = [int(v) for v in np.atleast_1d(a["pad"])]
+    if len(pad) % 2 or len(pad) > 2 * x.ndim:
+        raise ValueError(f"pad: {len(pad)} values for a rank-{x.ndim} tensor")
+    lead = x.ndim - len(pad) // 2
+    widths = [(0, 0)] * lead + [(pad[2 * i], pad[2 * i + 1]) for i in range(len(pad) // 2)]
+    mode = str(a.get("mode", "constant"))
+    if mode == "constant":
+        return np.pad(x, widths, mode="constant", constant_values=float(a.get("constant_val", 0.0) or 0.0))
+    if mode in ("reflect", "replicate"):
+        return np.pad(x, widths, mode="reflect" if mode == "reflect" else "edge")
+    raise UnsupportedOp(f"MIL pad mode {mode!r}")
+
+
 def _batch_norm(a: Mapping[str, Any]) -> np.ndarray:
     x = a["x"]
     shape = (1, -1) + (1,) * (x.ndim - 2)
@@ -242,6 +258,7 @@ OPS: dict[str, _Op] = {
     "concat": lambda a: np.concatenate(list(a["values"]), axis=int(a["axis"])),
     "avg_pool": _avg_pool_op,
     "max_pool": _max_pool_op,
+    "pad": _pad_op,
     "batch_norm": _batch_norm,
     "cast": lambda a: a["x"].astype(_CAST[str(a["dtype"])]),
     "constexpr_cast": lambda a: a["source_val"].astype(_CAST[str(a["output_dtype"])]),

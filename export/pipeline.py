@@ -90,7 +90,12 @@ def load_source(checkpoint: str | os.PathLike, calibration: CalibrationSet | Non
     if manifest.input.layout != "NCHW" or manifest.input.dtype != "float32":
         # The checkpoint's manifest describes the PyTorch model; each target sets its own layout and dtype.
         manifest = manifest.replace(input={"layout": "NCHW", "dtype": "float32", "quantization": None})
-    return ExportContext(model=model.float().eval(), manifest=manifest, calibration=calibration or CalibrationSet(),
+    # Every artifact has a fixed height and width, so timm's run-time "same" padding becomes constant padding:
+    # simpler graphs for all targets, and the only form coremltools converts (checked equal to the original).
+    from .static_pad import freeze_same_padding
+
+    model = freeze_same_padding(model.float().eval(), manifest.input.height, manifest.input.width)
+    return ExportContext(model=model, manifest=manifest, calibration=calibration or CalibrationSet(),
                          source={"checkpoint": str(path), "sha256": file_sha256(path)})
 
 

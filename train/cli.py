@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pl = sub.add_parser("pipeline", help="run a multi-stage pipeline recipe (e.g. default_cpu: the embedded default model)",
                         description="Run every unfinished stage of a pipeline recipe; finished stages are kept.")
     pl.add_argument("recipe", nargs="?", default="default_cpu", help="pipeline recipe name or YAML path")
-    pl.add_argument("--out", default="runs/default_cpu", help="output folder (default: runs/default_cpu)")
+    pl.add_argument("--out", help="output folder (default: runs/<recipe name>)")
     pl.add_argument("--install", action="store_true",
                     help="calibrate the final model and install it (and the ablation) as the packaged default")
     pl.add_argument("-v", "--verbose", action="store_true")
@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .pipeline import PipelineError, run_pipeline
 
         try:
-            state = run_pipeline(args.recipe, args.out, install=args.install)
+            state = run_pipeline(args.recipe, args.out or f"runs/{Path(args.recipe).stem}", install=args.install)
         except PipelineError as exc:
             print(f"cskd-train pipeline: {exc}", file=sys.stderr)
             return 2

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 def _damaging(original):
-    """Wrap the ONNX writer so the file on disk has one weight tensor perturbed (a converter bug, a bad write)."""
+    """Wrap the ONNX writer so the file on disk has its conv weights scrambled (a converter bug, a bad write)."""
 
     def export(ctx, precision, dest, recipe=None):
         manifest = original(ctx, precision, dest, recipe)
@@ -20,10 +20,13 @@ def _damaging(original):
         from onnx import numpy_helper
 
         proto = onnx.load(str(dest))
-        target = max(proto.graph.initializer, key=lambda t: int(np.prod(t.dims)))
-        w = numpy_helper.to_array(target).copy()
-        w += np.random.default_rng(0).normal(0, 0.5 * float(np.abs(w).mean()), w.shape).astype(w.dtype)
-        target.CopyFrom(numpy_helper.from_array(w, target.name))
+        rng = np.random.default_rng(0)
+        for t in proto.graph.initializer:
+            if len(t.dims) == 4:
+                # Shuffled conv weights: right shape, dtype and value range (fp32 or int8), wrong numbers, as after
+                # a bad conversion. (One shuffled layer is not enough: a residual path can carry the ranking.)
+                w = numpy_helper.to_array(t)
+                t.CopyFrom(numpy_helper.from_array(rng.permutation(w.reshape(-1)).reshape(w.shape), t.name))
         onnx.save(proto, str(dest))
         return manifest
 
