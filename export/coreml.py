@@ -23,7 +23,7 @@ import numpy as np
 
 from .common import ExportContext, artifact_manifest, tool_versions
 from .embed import embed_coreml
-from .targets import Int8Recipe
+from .targets import Int8Recipe, front_float_indices
 
 __all__ = ["export", "run", "check_method", "DEPLOYMENT_TARGET"]
 
@@ -65,13 +65,25 @@ def _convert(ctx: ExportContext, precision: str) -> Any:
         )
 
 
-def _float_end_ops(mlmodel: Any) -> list[str]:
-    """The weight ops ``float_ends`` leaves unquantized: the first conv and the head (ops after the last conv)."""
+def _float_ops(mlmodel: Any, recipe: Int8Recipe) -> list[str]:
+    """The weight ops ``recipe`` leaves unquantized: leading convs (``recipe.float_front``) and, with
+    ``float_head``, the dense layers after the last conv."""
     ops = list(mlmodel._mil_program.functions["main"].operations)
     convs = [i for i, op in enumerate(ops) if op.op_type == "conv"]
     if not convs:
         return []
-    return [ops[convs[0]].name] + [op.name for op in ops[convs[-1] + 1 :] if op.op_type in ("linear", "matmul")]
+
+    def conv_shape(op: Any) -> tuple[bool, int]:
+        groups = op.inputs.get("groups")
+        strides = op.inputs.get("strides")
+        g = int(groups.val) if groups is not None and groups.val is not None else 1
+        s = int(np.max(strides.val)) if strides is not None and strides.val is not None else 1
+        return g > 1, s
+
+    out = [ops[convs[k]].name for k in front_float_indices([conv_shape(ops[i]) for i in convs], recipe.float_front)]
+    if recipe.float_head:
+        out += [op.name for op in ops[convs[-1] + 1 :] if op.op_type in ("linear", "matmul")]
+    return out
 
 
 def _int8(mlmodel: Any, recipe: Int8Recipe) -> Any:
@@ -79,7 +91,7 @@ def _int8(mlmodel: Any, recipe: Int8Recipe) -> Any:
 
     granularity = "per_channel" if recipe.per_channel else "per_tensor"
     cfg = OpLinearQuantizerConfig(mode="linear_symmetric", granularity=granularity, weight_threshold=0)
-    kept = _float_end_ops(mlmodel) if recipe.float_ends else []
+    kept = _float_ops(mlmodel, recipe)
     config = OptimizationConfig(global_config=cfg, op_name_configs={name: None for name in kept})
     logger.info("coreml int8 (%s): %d ops kept float", recipe.name, len(kept))
     with warnings.catch_warnings():

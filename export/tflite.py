@@ -9,7 +9,7 @@ TFLite GPU/NNAPI delegates prefer); the manifest says ``layout: NHWC``. litert-t
   quantization parameters are read from the produced model and written into the manifest, which the runtime
   uses to quantize the input and dequantize the output. (litert-torch's PT2E path works as well, see
   toolchain.md; ai-edge-quantizer is used because it quantizes the already converted model in a second and its
-  per-layer overrides give the ``float_ends`` fallback.)
+  per-layer overrides keep the recipe's float layers.)
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from cskd_runtime.manifest import Quantization
 
 from .common import ExportContext, artifact_manifest, tool_versions
 from .embed import embed_tflite
-from .targets import Int8Recipe
+from .targets import Int8Recipe, front_float_indices
 
 __all__ = ["export", "fp32_flatbuffer", "io_details"]
 
@@ -117,27 +117,38 @@ def _fp16(fp32: bytes) -> bytes:
     return bytes(q.quantize().quantized_model)
 
 
-def float_end_ops(model_bytes: bytes) -> list[tuple[str, str]]:
-    """(op type, output tensor name) of the ops ``float_ends`` keeps in float: the first CONV_2D and the head
-    (every op after the last CONV_2D: pooling, dense layers, softmax)."""
+def float_ops(model_bytes: bytes, recipe: Int8Recipe) -> list[tuple[str, str]]:
+    """(op type, output tensor name) of the ops ``recipe`` keeps in float: leading convolutions
+    (``recipe.float_front``, see :func:`cskd_export.targets.front_float_indices`) and, with ``float_head``, the
+    head (every op after the last convolution: pooling, dense layers, softmax)."""
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_quantizer import qtyping
 
     model = schema.Model.GetRootAs(model_bytes, 0)
     codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     graph = model.Subgraphs(0)
-    ops = []
+    ops, strides = [], []
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
         code = model.OperatorCodes(op.OpcodeIndex())
-        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        name = graph.Tensors(op.Outputs(0)).Name().decode("utf-8")
-        ops.append((codes.get(builtin, str(builtin)), name))
-    convs = [i for i, o in enumerate(ops) if o[0] == "CONV_2D"]
+        kind = codes.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "")
+        ops.append((kind, graph.Tensors(op.Outputs(0)).Name().decode("utf-8")))
+        stride = 1
+        table = op.BuiltinOptions()
+        if table is not None and kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            opts = schema.Conv2DOptions() if kind == "CONV_2D" else schema.DepthwiseConv2DOptions()
+            opts.Init(table.Bytes, table.Pos)
+            stride = max(opts.StrideH(), opts.StrideW())
+        strides.append(stride)
+    convs = [i for i, o in enumerate(ops) if o[0] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
     if not convs:
         return []
-    known = {m.value for m in qtyping.TFLOperationName}
-    return [ops[convs[0]]] + [o for o in ops[convs[-1] + 1 :] if o[0] in known]
+    shape = [(ops[i][0] == "DEPTHWISE_CONV_2D", strides[i]) for i in convs]
+    out = [ops[convs[k]] for k in front_float_indices(shape, recipe.float_front)]
+    if recipe.float_head:
+        known = {m.value for m in qtyping.TFLOperationName}
+        out += [o for o in ops[convs[-1] + 1 :] if o[0] in known]
+    return out
 
 
 def _int8(ctx: ExportContext, fp32: bytes, recipe: Int8Recipe) -> bytes:
@@ -152,7 +163,7 @@ def _int8(ctx: ExportContext, fp32: bytes, recipe: Int8Recipe) -> bytes:
     granularity = qtyping.QuantGranularity.CHANNELWISE if recipe.per_channel else qtyping.QuantGranularity.TENSORWISE
     q.add_static_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, activation_num_bits=8,
                         weight_num_bits=8, weight_granularity=granularity)
-    kept = float_end_ops(fp32) if recipe.float_ends else []
+    kept = float_ops(fp32, recipe)
     for op, tensor in kept:
         q.update_quantization_recipe(regex=re.escape(tensor) + "$", operation_name=qtyping.TFLOperationName(op),
                                      algorithm_key="no_quantize")
