@@ -165,8 +165,9 @@ def _int8(ctx: ExportContext, fp32: bytes, recipe: Int8Recipe) -> bytes:
                         weight_num_bits=8, weight_granularity=granularity)
     kept = float_ops(fp32, recipe)
     for op, tensor in kept:
-        q.update_quantization_recipe(regex=re.escape(tensor) + "$", operation_name=qtyping.TFLOperationName(op),
-                                     algorithm_key="no_quantize")
+        # The quantizer matches against the op's "scope": its output tensor names, each followed by ";".
+        q.update_quantization_recipe(regex="(^|;)" + re.escape(tensor) + ";",
+                                     operation_name=qtyping.TFLOperationName(op), algorithm_key="no_quantize")
     import os
 
     calib = q.calibrate({sig: [{in_name: x[i : i + 1]} for i in range(x.shape[0])]},
