@@ -168,6 +168,14 @@ def _int8(ctx: ExportContext, fp32: bytes, recipe: Int8Recipe) -> bytes:
         # The quantizer matches against the op's "scope": its output tensor names, each followed by ";".
         q.update_quantization_recipe(regex="(^|;)" + re.escape(tensor) + ";",
                                      operation_name=qtyping.TFLOperationName(op), algorithm_key="no_quantize")
+    # Graph inputs/outputs are pseudo-ops of their own: without these the quantizer would still add an int8 input
+    # in front of a float stem and re-quantize the float softmax output (steps of 1/256 per probability).
+    if recipe.float_front != "none":
+        q.update_quantization_recipe(regex=".*", operation_name=qtyping.TFLOperationName.INPUT,
+                                     algorithm_key="no_quantize")
+    if recipe.float_head:
+        q.update_quantization_recipe(regex=".*", operation_name=qtyping.TFLOperationName.OUTPUT,
+                                     algorithm_key="no_quantize")
     import os
 
     calib = q.calibrate({sig: [{in_name: x[i : i + 1]} for i in range(x.shape[0])]},
