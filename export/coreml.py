@@ -60,9 +60,47 @@ def _convert(ctx: ExportContext, precision: str) -> Any:
             inputs=[ct.TensorType(name=INPUT_NAME, shape=shape, dtype=np.float32)],
             outputs=[ct.TensorType(name=OUTPUT_NAME, dtype=np.float32)],
             convert_to="mlprogram",
-            compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
+            compute_precision=_fp16_precision(ct) if precision == "fp16" else ct.precision.FLOAT32,
             minimum_deployment_target=getattr(ct.target, DEPLOYMENT_TARGET),
         )
+
+
+#: Leading convolutions that FP16 programs keep in float32 (see :func:`_fp16_precision`).
+FP16_FLOAT_FRONT = "stem"
+
+
+def _conv_shape(op: Any) -> tuple[bool, int]:
+    """(depthwise or grouped?, stride) of a MIL conv op."""
+    groups = op.inputs.get("groups")
+    strides = op.inputs.get("strides")
+    g = int(groups.val) if groups is not None and groups.val is not None else 1
+    s = int(np.max(strides.val)) if strides is not None and strides.val is not None else 1
+    return g > 1, s
+
+
+def _fp16_precision(ct: Any) -> Any:
+    """FP16 compute for every op except those up to the end of the stem block, which stay float32.
+
+    Measured on the trained default MobileNetV2 (224 px, 40 parity photos, numpy MIL evaluation with fp16
+    activations): all-fp16 moved the mean score by up to 0.031 (gate 0.01). Same cause as for TFLite FP16 and
+    INT8: the stem block's BN-folded filters amplify any rounding of their weights and inputs.
+    """
+    cache: dict[int, int] = {}
+
+    def last_front_index(block: Any) -> int:
+        if id(block) not in cache:
+            ops = list(block.operations)
+            convs = [i for i, op in enumerate(ops) if op.op_type == "conv"]
+            keep = front_float_indices([_conv_shape(ops[i]) for i in convs], FP16_FLOAT_FRONT)
+            cache[id(block)] = convs[keep[-1]] if keep else -1
+        return cache[id(block)]
+
+    def to_fp16(op: Any) -> bool:
+        block = op.enclosing_block
+        ops = list(block.operations)
+        return ops.index(op) > last_front_index(block)
+
+    return ct.transform.FP16ComputePrecision(op_selector=to_fp16)
 
 
 def _float_ops(mlmodel: Any, recipe: Int8Recipe) -> list[str]:
@@ -73,14 +111,7 @@ def _float_ops(mlmodel: Any, recipe: Int8Recipe) -> list[str]:
     if not convs:
         return []
 
-    def conv_shape(op: Any) -> tuple[bool, int]:
-        groups = op.inputs.get("groups")
-        strides = op.inputs.get("strides")
-        g = int(groups.val) if groups is not None and groups.val is not None else 1
-        s = int(np.max(strides.val)) if strides is not None and strides.val is not None else 1
-        return g > 1, s
-
-    out = [ops[convs[k]].name for k in front_float_indices([conv_shape(ops[i]) for i in convs], recipe.float_front)]
+    out = [ops[convs[k]].name for k in front_float_indices([_conv_shape(ops[i]) for i in convs], recipe.float_front)]
     if recipe.float_head:
         out += [op.name for op in ops[convs[-1] + 1 :] if op.op_type in ("linear", "matmul")]
     return out

@@ -66,7 +66,7 @@ TARGETS: dict[str, Target] = {
         int8_calibrated=True,
         layout="NCHW",
         notes={"fp32": "torch.onnx, dynamic batch, onnx.checker",
-               "int8": "onnxruntime quantize_static, QDQ, float I/O"},
+               "int8": "onnxruntime quantize_static, QDQ, float I/O; stem block and head float"},
     ),
     "tflite": Target(
         name="tflite",
@@ -77,8 +77,8 @@ TARGETS: dict[str, Target] = {
         int8_calibrated=True,
         layout="NHWC",
         notes={"fp32": "litert-torch, NHWC input, dynamic batch",
-               "fp16": "ai-edge-quantizer float16 weights, float compute",
-               "int8": "ai-edge-quantizer static w8a8, int8 I/O (quantization in the manifest)"},
+               "fp16": "ai-edge-quantizer float16 weights (stem block float32), float compute",
+               "int8": "ai-edge-quantizer static w8a8; stem block and head float (float I/O)"},
     ),
     "coreml": Target(
         name="coreml",
