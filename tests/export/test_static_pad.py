@@ -65,8 +65,15 @@ def test_coreml_converts_same_padding_mv2(mv2_same, tmp_path, precision, tol):
     model, manifest = mv2_same
     dest = tmp_path / f"mv2-same-{precision}.mlpackage"
     coreml.export(ExportContext(model=model, manifest=manifest), precision, dest)
-    ops = {op.op_type for op in load_program(dest).functions["main"].operations}
-    assert "pad" in ops or "conv" in ops
+    program_ops = list(load_program(dest).functions["main"].operations)
+    assert "conv" in {op.op_type for op in program_ops}
+    if precision == "fp16":
+        # The stem block (stem conv, first depthwise and pointwise conv) computes in float32, the rest in fp16:
+        # all-fp16 moved the trained default model's mean score by 0.031 (gate 0.01), this 0.0064.
+        from cskd_export.mil_eval import _is_fp16
+
+        conv_fp16 = [_is_fp16(op.outputs[0]) for op in program_ops if op.op_type == "conv"]
+        assert conv_fp16[:3] == [False, False, False] and all(conv_fp16[3:])
     x = np.random.default_rng(0).uniform(-1, 1, manifest.input.shape(2)).astype(np.float32)
     out = coreml.run(dest, x)
     with torch.inference_mode():
