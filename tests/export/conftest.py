@@ -19,6 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+#: Input size for tests on the default model's architecture (the fixes under test do not depend on it; a small
+#: input keeps conversions and the MIL evaluation cheap).
+MV2_SIZE = 96
 SIZE = 128  # small input: every conversion, calibration and parity run is ~3x cheaper than at 224
 RESIZE = 146
 STEPS = 40
@@ -85,3 +88,19 @@ def full_export(trained_checkpoint, tmp_path_factory):
     t0 = time.time()
     rc = main(["--target", "all", "--checkpoint", str(trained_checkpoint), "--out", str(out), "-q"])
     return {"rc": rc, "out": out, "seconds": time.time() - t0}
+
+
+@pytest.fixture(scope="session")
+def mv2_same():
+    """The default model's architecture (random weights): timm mobilenetv2_100, pad_type='same', bn_eps=1e-3."""
+    import torch
+
+    from cskd_runtime.manifest import InputSpec, Manifest, ModelInfo
+    from cskd_train.model import AestheticModel, ModelConfig
+
+    torch.manual_seed(0)
+    model = AestheticModel(ModelConfig(backbone="mobilenetv2_100", hidden=64, dropout=0.0,
+                                       timm_kwargs={"pad_type": "same", "bn_eps": 1e-3})).eval()
+    manifest = Manifest(model=ModelInfo(name="test-mv2-same", version="0.0.1", architecture="mobilenetv2_100"),
+                        input=InputSpec(height=MV2_SIZE, width=MV2_SIZE, resize_height=MV2_SIZE, resize_width=MV2_SIZE))
+    return model, manifest

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import cskd_export.onnx as export_onnx
+from cskd_export import targets
 from cskd_export.cli import main
 
 pytestmark = pytest.mark.slow
@@ -70,7 +71,7 @@ def test_int8_fallback_ladder_is_followed_and_reported(trained_checkpoint, tmp_p
     damaging = _damaging(original)
 
     def first_rung_broken(ctx, precision, dest, recipe=None):
-        if recipe is not None and recipe.name == "per_channel":
+        if recipe is not None and recipe.name == targets.INT8_LADDER[0].name:
             return damaging(ctx, precision, dest, recipe)
         return original(ctx, precision, dest, recipe)
 
@@ -80,12 +81,13 @@ def test_int8_fallback_ladder_is_followed_and_reported(trained_checkpoint, tmp_p
                "--no-latency", "-q"])
     assert rc == 0
     row = json.loads((out / "export_report.json").read_text())["artifacts"][0]
-    assert row["status"] == "passed" and row["recipe"] == "per_channel+more_calibration"
-    assert [a["recipe"] for a in row["attempts"]] == ["per_channel", "per_channel+more_calibration"]
+    first, second = targets.INT8_LADDER[0].name, targets.INT8_LADDER[1].name
+    assert row["status"] == "passed" and row["recipe"] == second
+    assert [a["recipe"] for a in row["attempts"]] == [first, second]
     assert row["attempts"][0]["failures"] and not row["attempts"][1]["failures"]
     md = (out / "export_report.md").read_text()
-    assert "INT8 fallbacks:" in md and "per_channel (failed: spearman" in md
+    assert "INT8 fallbacks:" in md and f"{first} (failed: spearman" in md
     from cskd_runtime import Scorer
 
     m = Scorer(out / "test-brightness-resnet-int8.onnx").manifest
-    assert m.provenance["export"]["int8_recipe"] == "per_channel+more_calibration"
+    assert m.provenance["export"]["int8_recipe"] == second

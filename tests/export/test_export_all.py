@@ -73,13 +73,21 @@ def test_runtime_loads_each_file_alone_and_scores_real_photos(full_export, repor
         assert m.provenance["export"]["precision"] == a["precision"]
         assert m.provenance["export"].get("int8_recipe") == a["recipe"]
         if a["target"] == "tflite" and a["precision"] == "int8":
-            # Quantized I/O: the manifest must carry the tensor's own parameters (the runtime checks them too).
+            # The manifest must describe the tensors exactly (the runtime checks them too). The default recipe keeps
+            # the stem and the head in float, so input and output are float32; a quantized tensor would need the
+            # tensor's own parameters.
             from ai_edge_litert.interpreter import Interpreter
 
-            detail = Interpreter(model_path=str(path)).get_input_details()[0]
-            assert m.input.dtype == np.dtype(detail["dtype"]).name == "int8"
-            assert m.input.quantization.scale == pytest.approx(detail["quantization"][0])
-            assert m.input.quantization.zero_point == detail["quantization"][1]
+            it = Interpreter(model_path=str(path))
+            for detail, spec in ((it.get_input_details()[0], m.input), (it.get_output_details()[0], m.output)):
+                assert spec.dtype == np.dtype(detail["dtype"]).name
+                if np.dtype(detail["dtype"]).kind in "iu":
+                    assert spec.quantization.scale == pytest.approx(detail["quantization"][0])
+                    assert spec.quantization.zero_point == detail["quantization"][1]
+                else:
+                    assert spec.quantization is None
+            if a["recipe"] == targets.INT8_LADDER[0].name:
+                assert m.input.dtype == m.output.dtype == "float32"
         results = scorer.score_batch(real_photos[:4])
         assert all(r.ok and 1.0 <= r.mean <= 10.0 for r in results)
         assert read_manifest(path).to_json() == m.to_json()

@@ -6,24 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-SIZE = 96  # the fix does not depend on the size; a small input keeps the CoreML conversion and MIL run cheap
-
-
-@pytest.fixture(scope="module")
-def mv2_same():
-    """The default model's architecture (random weights): timm mobilenetv2_100, pad_type='same', bn_eps=1e-3."""
-    import torch
-
-    from cskd_runtime.manifest import InputSpec, Manifest, ModelInfo
-    from cskd_train.model import AestheticModel, ModelConfig
-
-    torch.manual_seed(0)
-    model = AestheticModel(ModelConfig(backbone="mobilenetv2_100", hidden=64, dropout=0.0,
-                                       timm_kwargs={"pad_type": "same", "bn_eps": 1e-3})).eval()
-    manifest = Manifest(model=ModelInfo(name="test-mv2-same", version="0.0.1", architecture="mobilenetv2_100"),
-                        input=InputSpec(height=SIZE, width=SIZE, resize_height=SIZE, resize_width=SIZE))
-    return model, manifest
-
 
 def test_static_padding_equals_timm_same_padding(mv2_same):
     import torch
@@ -83,9 +65,16 @@ def test_coreml_converts_same_padding_mv2(mv2_same, tmp_path, precision, tol):
     model, manifest = mv2_same
     dest = tmp_path / f"mv2-same-{precision}.mlpackage"
     coreml.export(ExportContext(model=model, manifest=manifest), precision, dest)
-    ops = {op.op_type for op in load_program(dest).functions["main"].operations}
-    assert "pad" in ops or "conv" in ops
-    x = np.random.default_rng(0).uniform(-1, 1, (2, 3, SIZE, SIZE)).astype(np.float32)
+    program_ops = list(load_program(dest).functions["main"].operations)
+    assert "conv" in {op.op_type for op in program_ops}
+    if precision == "fp16":
+        # The stem block (stem conv, first depthwise and pointwise conv) computes in float32, the rest in fp16:
+        # all-fp16 moved the trained default model's mean score by 0.031 (gate 0.01), this 0.0064.
+        from cskd_export.mil_eval import _is_fp16
+
+        conv_fp16 = [_is_fp16(op.outputs[0]) for op in program_ops if op.op_type == "conv"]
+        assert conv_fp16[:3] == [False, False, False] and all(conv_fp16[3:])
+    x = np.random.default_rng(0).uniform(-1, 1, manifest.input.shape(2)).astype(np.float32)
     out = coreml.run(dest, x)
     with torch.inference_mode():
         ref = model(torch.from_numpy(x)).numpy()

@@ -37,10 +37,26 @@ def test_unknown_names_get_a_suggestion():
 
 def test_int8_ladder_order_and_coreml_skips_calibration_rung():
     onnx_rungs = [r.name for r in targets.recipes_for(targets.TARGETS["onnx"], "int8")]
-    assert onnx_rungs == ["per_channel", "per_channel+more_calibration", "per_channel+more_calibration+float_ends"]
+    assert onnx_rungs == ["per_channel+float_stem_head", "per_channel+float_stem_head+more_calibration",
+                          "per_channel+float_early_head+more_calibration"]
     coreml_rungs = [r.name for r in targets.recipes_for(targets.TARGETS["coreml"], "int8")]
-    assert coreml_rungs == ["per_channel", "per_channel+more_calibration+float_ends"]
+    assert coreml_rungs == ["per_channel+float_stem_head", "per_channel+float_early_head+more_calibration"]
     assert targets.recipes_for(targets.TARGETS["tflite"], "fp16") == [None]
+    # The default keeps the head in float: a quantized softmax output moves the mean score in steps of ~0.04.
+    assert all(r.float_head and r.per_channel for r in targets.INT8_LADDER)
+
+
+def test_front_float_layers():
+    # MobileNetV2's conv sequence: (depthwise?, stride) for stem, block 0 (dw, pw), block 1.0 (pw, dw/2, pwl), ...
+    mv2 = [(False, 2), (True, 1), (False, 1), (False, 1), (True, 2), (False, 1), (False, 1), (True, 1), (False, 1),
+           (False, 1), (True, 2), (False, 1)]
+    assert targets.front_float_indices(mv2, "none") == []
+    assert targets.front_float_indices(mv2, "stem") == [0, 1, 2]  # stem conv + first depthwise-separable block
+    assert targets.front_float_indices(mv2, "early") == list(range(10))  # until the map is downsampled 8x
+    resnet = [(False, 2), (False, 1), (False, 1), (False, 2)]
+    assert targets.front_float_indices(resnet, "stem") == [0]
+    with pytest.raises(ValueError):
+        targets.Int8Recipe("x", True, False, float_front="everything")
 
 
 def test_cli_refuses_unsupported_combination_before_loading(tmp_path, capsys):
