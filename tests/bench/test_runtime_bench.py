@@ -91,13 +91,16 @@ def test_runtime_benchmark_end_to_end(bench_inputs, tmp_path):
         assert a["tolerance"] == rb.DRAFT_TOLERANCE
         assert 0 < a["max_abs_score_delta"] <= rb.DRAFT_TOLERANCE and a["within_tolerance"]
         assert a["decode_breakdown"]["full_decode_resize_ms"] >= a["decode_breakdown"]["full_decode_ms"]
+        deltas = [abs(p["runtime"] - p["naive"]) for p in a["per_photo"]]
+        assert max(deltas) == pytest.approx(a["max_abs_score_delta"]) and len(deltas) == 2
 
-    # Overhead: computed from both timings of each artifact.
+    # Overhead: computed from both timings of each artifact (paired, and as a difference of medians).
     assert len(r["overhead"]) == 3
     for o in r["overhead"]:
-        assert o["bare_median_ms"] > 0 and o["runtime_median_ms"] > 0
-        assert o["overhead_pct"] == pytest.approx(100 * (o["runtime_median_ms"] - o["bare_median_ms"])
-                                                  / o["bare_median_ms"])
+        assert o["bare_median_ms"] > 0 and o["runtime_median_ms"] > 0 and o["runs"] == 30
+        assert o["overhead_pct"] == pytest.approx(100 * o["overhead_ms"] / o["bare_median_ms"])
+        assert o["overhead_pct_of_medians"] == pytest.approx(100 * (o["runtime_median_ms"] - o["bare_median_ms"])
+                                                             / o["bare_median_ms"])
         assert o["pass"] == (o["overhead_pct"] <= rb.TARGET_OVERHEAD_PCT)
 
     # Accuracy: fp32 artifacts match PyTorch; int8 is measured, not assumed; label metrics per artifact.
