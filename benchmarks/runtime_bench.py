@@ -267,7 +267,8 @@ def worker_latency(kind: str, path: str, threads: int, runs: int, warmup: int) -
         run()
         samples.append((time.perf_counter() - t) * 1e3)
     return {"import_ms": import_ms, "load_ms": load_ms, "first_ms": first_ms, **percentiles(samples),
-            "warmup": warmup, "warmup_avg_ms": warmup_avg_ms, "peak_rss_mb": _peak_rss_mb(), "rss_after_imports_mb": rss_imports}
+            "warmup": warmup, "warmup_avg_ms": warmup_avg_ms, "peak_rss_mb": _peak_rss_mb(),
+            "rss_after_imports_mb": rss_imports}
 
 
 def measure_latency(kind: str, path: Path, threads: int, runs: int = 100, warmup: int = 20,
@@ -876,7 +877,8 @@ def phone_benchmark(apk: Path | None = None, iterations: int = 50, warmup: int =
     """The Android demo's benchmark mode on every attached phone, through adb.
 
     Per device: install ``apk`` (when given), start ``org.cskd.demo/.MainActivity`` with ``--ez benchmark true --ei
-    iterations N --ei warmup W`` (the desktop protocol: W untimed runs, then N timed), wait for ``files/benchmark.json`` (read with ``run-as``), and with ``benchmark_model`` push and
+    iterations N --ei warmup W`` (the desktop protocol: W untimed runs, then N timed), wait for
+    ``files/benchmark.json`` (read with ``run-as``), and with ``benchmark_model`` push and
     run TFLite's benchmark tool on every ``.tflite``. Never raises for a missing tool or device: the result says
     ``skipped`` and why.
     """
@@ -924,7 +926,8 @@ def tflite_benchmark_model_text(row: dict[str, Any]) -> str:
         f"median={us(row['median_ms'])} p95={us(row['p95_ms'])}\n"
         f"Inference timings in us: Init: {us(row['load_ms'])}, First inference: {us(row['first_ms'])}, "
         f"Warmup (avg): {row['warmup_avg_ms'] * 1000:.1f}, Inference (avg): {row['mean_ms'] * 1000:.1f}\n"
-        f"Memory footprint delta from the start of the tool (MB): init={row['peak_rss_mb'] - row['rss_after_imports_mb']:.3f} "
+        f"Memory footprint delta from the start of the tool (MB): "
+        f"init={row['peak_rss_mb'] - row['rss_after_imports_mb']:.3f} "
         f"overall={row['peak_rss_mb']:.3f}\n"
     )
 

@@ -103,8 +103,11 @@ def _latency_rows(r: dict[str, Any]) -> list[str]:
                 cells += ["", ""]
                 continue
             ref = torch_med.get(t)
-            cells += [f"{row['median_ms']:.2f}", f"{ref / row['median_ms']:.1f}x faster" if ref and first["format"] != "torch"
-                      else ("reference" if first["format"] == "torch" else "")]
+            if first["format"] == "torch":
+                rel = "reference"
+            else:
+                rel = f"{ref / row['median_ms']:.1f}x faster" if ref else ""
+            cells += [f"{row['median_ms']:.2f}", rel]
         out.append(f"| {n} | {first['format']} | {first['precision']} | {_f(first.get('size_mb'))} | "
                    + " | ".join(cells) + " |")
     return out
@@ -313,7 +316,8 @@ def plot(r: dict[str, Any], path: Path) -> None:
         ax.bar(range(len(vals)), vals, color=colors)
         ax.set_xticks(range(len(vals)), labels, fontsize=7)
         ax.set_ylabel("images / s (higher is better)")
-        ax.set_title(f"{albums[0]['photo_set']['megapixels']:.0f} MP album throughput (" + ", ".join(f"{a['speedup']:.1f}x" for a in albums) + ")")
+        ratios = ", ".join(f"{a['speedup']:.1f}x" for a in albums)
+        ax.set_title(f"{albums[0]['photo_set']['megapixels']:.0f} MP album throughput ({ratios})")
     else:
         ax.set_title("Album throughput (not run)")
 

@@ -175,7 +175,8 @@ def test_phone_benchmark_through_adb(tmp_path):
     tfl.write_bytes(b"x")
     bm = tmp_path / "benchmark_model"
     bm.write_bytes(b"x")
-    r = rb.phone_benchmark(iterations=50, warmup=5, adb=str(adb), benchmark_model=bm, tflite=[tfl], threads=4, timeout_s=10)
+    r = rb.phone_benchmark(iterations=50, warmup=5, adb=str(adb), benchmark_model=bm, tflite=[tfl], threads=4,
+                           timeout_s=10)
     assert r["status"] == "ok" and len(r["devices"]) == 1  # the unauthorized device is not used
     d = r["devices"][0]
     assert d["model"] == "Pixel Test" and d["demo"]["median_ms"] == 12.5 and d["demo"]["p90_ms"] == 14.0
@@ -183,7 +184,8 @@ def test_phone_benchmark_through_adb(tmp_path):
     assert run["avg_ms"] == pytest.approx(11.5) and run["init_ms"] == pytest.approx(30.0)
     assert run["median_ms"] == pytest.approx(11.2) and run["memory_overall_mb"] == pytest.approx(20.25)
     calls = log.read_text()
-    assert "shell am start -W -S -n org.cskd.demo/.MainActivity --ez benchmark true --ei iterations 50 --ei warmup 5" in calls
+    assert ("shell am start -W -S -n org.cskd.demo/.MainActivity --ez benchmark true --ei iterations 50 "
+            "--ei warmup 5") in calls
     assert "shell run-as org.cskd.demo cat files/benchmark.json" in calls
     md = rr.markdown({"machine": rb.machine_info(), "wall_s": 1.0, "phone": r, "load_average_end": [0.0]})
     assert "| Google Pixel Test | 15 | arm64-v8a | ok" in md and "Inference timings in us" in md
