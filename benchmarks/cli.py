@@ -166,7 +166,8 @@ def run_runtime(args: argparse.Namespace) -> dict[str, Any]:
         "model": described[0]["model"],
         "checkpoint": ckpt.name if ckpt else None,
         "artifacts": described,
-        "settings": {k: getattr(args, k) for k in ("runs", "warmup", "threads", "album_photos", "album_repeats", "photo_size",
+        "settings": {k: getattr(args, k) for k in ("runs", "warmup", "threads", "album_photos", "album_repeats",
+                                                   "photo_size", "pool_photos",
                                                    "scaling", "sweep_photos", "sweep_workers", "sweep_processes",
                                                    "overhead_runs", "phone_iterations", "labels")},
         "skipped": {},
@@ -192,7 +193,7 @@ def run_runtime(args: argparse.Namespace) -> dict[str, Any]:
     if "overhead" in skip:
         report["skipped"]["overhead"] = "--skip overhead"
     else:
-        logger.info("overhead: runtime call vs bare call, %d interleaved runs", args.overhead_runs)
+        logger.info("overhead: runtime call vs bare call, %d alternating pairs", args.overhead_runs)
         report["overhead"] = [rb.runtime_overhead(Path(d["path"]), threads=t, runs=args.overhead_runs)
                               for d in described for t in thread_set]
 
@@ -317,16 +318,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     g.add_argument("--photos", help="folder of photos for accuracy (default: the pinned held-out real photos)")
     g.add_argument("--labels", help="CSV with path,mean for SRCC/PLCC/MSE/accuracy per artifact")
     g.add_argument("--accuracy-photos", type=int, default=0, help="use only the first N accuracy photos (0: all)")
-    g.add_argument("--runs", type=int, default=200, help="timed runs per latency measurement (protocol: >= 50)")
+    g.add_argument("--runs", type=int, default=100, help="timed runs per latency measurement (protocol: >= 50)")
     g.add_argument("--warmup", type=int, default=20, help="untimed runs before timing")
     g.add_argument("--threads", default="1,all", help="latency/overhead thread counts ('all' = every core)")
-    g.add_argument("--overhead-runs", type=int, default=300, help="interleaved runs per overhead measurement")
+    g.add_argument("--overhead-runs", type=int, default=200, help="alternating bare/runtime pairs per overhead row")
     g.add_argument("--album-photos", type=int, default=32, help="12 MP photos in the album throughput benchmark")
     g.add_argument("--album-repeats", type=int, default=2, help="alternating repeats (best taken)")
     g.add_argument("--photo-size", default="4032x3024", help="album photos, WIDTHxHEIGHT (12 MP: the issue's setting)")
     g.add_argument("--pool-photos", type=int, default=32, help="distinct 12 MP photos linked into scaling albums")
     g.add_argument("--scaling", default="1000,10000", help="album sizes for scaling ('' to skip)")
-    g.add_argument("--sweep-photos", type=int, default=400, help="photos per threads/processes configuration")
+    g.add_argument("--sweep-photos", type=int, default=300, help="photos per threads/processes configuration")
     g.add_argument("--sweep-workers", default="1,2,4", help="decode threads tried in one process")
     g.add_argument("--sweep-processes", default="2", help="process counts tried (cores shared among them)")
     g.add_argument("--skip", default="", help=f"sections to skip, comma-separated: {', '.join(SECTIONS)}")

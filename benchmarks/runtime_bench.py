@@ -267,10 +267,11 @@ def worker_latency(kind: str, path: str, threads: int, runs: int, warmup: int) -
         run()
         samples.append((time.perf_counter() - t) * 1e3)
     return {"import_ms": import_ms, "load_ms": load_ms, "first_ms": first_ms, **percentiles(samples),
-            "warmup": warmup, "warmup_avg_ms": warmup_avg_ms, "peak_rss_mb": _peak_rss_mb(), "rss_after_imports_mb": rss_imports}
+            "warmup": warmup, "warmup_avg_ms": warmup_avg_ms, "peak_rss_mb": _peak_rss_mb(),
+            "rss_after_imports_mb": rss_imports}
 
 
-def measure_latency(kind: str, path: Path, threads: int, runs: int = 200, warmup: int = 20,
+def measure_latency(kind: str, path: Path, threads: int, runs: int = 100, warmup: int = 20,
                     info: dict[str, Any] | None = None) -> dict[str, Any]:
     """Latency of one artifact (``kind`` = onnx, tflite or torch) at ``threads`` threads, in a fresh process."""
     proc = _run_child("worker_latency", {"kind": kind, "path": str(path), "threads": int(threads), "runs": int(runs),
@@ -509,16 +510,19 @@ def album_throughput(model_path: Path, photos: Sequence[Path], repeats: int = 2,
         "within_tolerance": bool(delta.max() <= tolerance),
         "pass": bool(speedup >= TARGET_SPEEDUP and delta.max() <= tolerance),
         "decode_breakdown": decode_breakdown(photos, scorer.manifest.input),
+        "per_photo": [{"photo": Path(p).name, "naive": float(a), "runtime": float(b)} for p, a, b in zip(photos, naive, rt)],
     }
 
 
 # ------------------------------------------------------------------------------------------------ overhead
-def runtime_overhead(model_path: Path, threads: int = 1, runs: int = 300, warmup: int = 20) -> dict[str, Any]:
+def runtime_overhead(model_path: Path, threads: int = 1, runs: int = 200, warmup: int = 20) -> dict[str, Any]:
     """The runtime's call (``Scorer.score_tensor``: input cast/quantization, inference, softmax/dequantization,
     score statistics) against a bare onnxruntime ``session.run`` / LiteRT ``invoke`` on the same tensor.
 
-    Both use the same loaded session / interpreter; the calls are interleaved so that drift on a shared machine
-    hits both alike. The bare call gets the tensor already in the artifact's input dtype.
+    Both use the same loaded session / interpreter; the bare call gets the tensor already in the artifact's input
+    dtype. The calls alternate, and the overhead is the median of the paired differences (runtime call minus the
+    bare call just before it) over the median bare call: on a shared CPU, load bursts hit both calls of a pair
+    alike, which makes this estimate far steadier than the difference of two medians (also reported).
     """
     from cskd_runtime import Scorer
     from cskd_runtime.preprocess import cast_input
@@ -558,11 +562,13 @@ def runtime_overhead(model_path: Path, threads: int = 1, runs: int = 300, warmup
         cast_input(x, spec)
         c_t.append((time.perf_counter() - t) * 1e3)
     b, f = statistics.median(b_t), statistics.median(f_t)
-    pct = 100.0 * (f - b) / b
+    paired = float(np.median(np.asarray(f_t) - np.asarray(b_t)))
+    pct = 100.0 * paired / b
     return {"artifact": Path(model_path).name, "format": backend.format, "threads": threads, "runs": runs,
             "input_dtype": spec.dtype, "bare_median_ms": b, "runtime_median_ms": f,
             "bare_p90_ms": float(np.percentile(b_t, 90)), "runtime_p90_ms": float(np.percentile(f_t, 90)),
-            "input_cast_median_ms": statistics.median(c_t), "overhead_pct": pct,
+            "input_cast_median_ms": statistics.median(c_t), "overhead_ms": float(paired), "overhead_pct": pct,
+            "overhead_pct_of_medians": 100.0 * (f - b) / b,
             "target_pct": TARGET_OVERHEAD_PCT, "pass": bool(pct <= TARGET_OVERHEAD_PCT)}
 
 
@@ -871,7 +877,8 @@ def phone_benchmark(apk: Path | None = None, iterations: int = 50, warmup: int =
     """The Android demo's benchmark mode on every attached phone, through adb.
 
     Per device: install ``apk`` (when given), start ``org.cskd.demo/.MainActivity`` with ``--ez benchmark true --ei
-    iterations N --ei warmup W`` (the desktop protocol: W untimed runs, then N timed), wait for ``files/benchmark.json`` (read with ``run-as``), and with ``benchmark_model`` push and
+    iterations N --ei warmup W`` (the desktop protocol: W untimed runs, then N timed), wait for
+    ``files/benchmark.json`` (read with ``run-as``), and with ``benchmark_model`` push and
     run TFLite's benchmark tool on every ``.tflite``. Never raises for a missing tool or device: the result says
     ``skipped`` and why.
     """
@@ -919,7 +926,8 @@ def tflite_benchmark_model_text(row: dict[str, Any]) -> str:
         f"median={us(row['median_ms'])} p95={us(row['p95_ms'])}\n"
         f"Inference timings in us: Init: {us(row['load_ms'])}, First inference: {us(row['first_ms'])}, "
         f"Warmup (avg): {row['warmup_avg_ms'] * 1000:.1f}, Inference (avg): {row['mean_ms'] * 1000:.1f}\n"
-        f"Memory footprint delta from the start of the tool (MB): init={row['peak_rss_mb'] - row['rss_after_imports_mb']:.3f} "
+        f"Memory footprint delta from the start of the tool (MB): "
+        f"init={row['peak_rss_mb'] - row['rss_after_imports_mb']:.3f} "
         f"overall={row['peak_rss_mb']:.3f}\n"
     )
 

@@ -91,13 +91,16 @@ def test_runtime_benchmark_end_to_end(bench_inputs, tmp_path):
         assert a["tolerance"] == rb.DRAFT_TOLERANCE
         assert 0 < a["max_abs_score_delta"] <= rb.DRAFT_TOLERANCE and a["within_tolerance"]
         assert a["decode_breakdown"]["full_decode_resize_ms"] >= a["decode_breakdown"]["full_decode_ms"]
+        deltas = [abs(p["runtime"] - p["naive"]) for p in a["per_photo"]]
+        assert max(deltas) == pytest.approx(a["max_abs_score_delta"]) and len(deltas) == 2
 
-    # Overhead: computed from both timings of each artifact.
+    # Overhead: computed from both timings of each artifact (paired, and as a difference of medians).
     assert len(r["overhead"]) == 3
     for o in r["overhead"]:
-        assert o["bare_median_ms"] > 0 and o["runtime_median_ms"] > 0
-        assert o["overhead_pct"] == pytest.approx(100 * (o["runtime_median_ms"] - o["bare_median_ms"])
-                                                  / o["bare_median_ms"])
+        assert o["bare_median_ms"] > 0 and o["runtime_median_ms"] > 0 and o["runs"] == 30
+        assert o["overhead_pct"] == pytest.approx(100 * o["overhead_ms"] / o["bare_median_ms"])
+        assert o["overhead_pct_of_medians"] == pytest.approx(100 * (o["runtime_median_ms"] - o["bare_median_ms"])
+                                                             / o["bare_median_ms"])
         assert o["pass"] == (o["overhead_pct"] <= rb.TARGET_OVERHEAD_PCT)
 
     # Accuracy: fp32 artifacts match PyTorch; int8 is measured, not assumed; label metrics per artifact.
@@ -172,7 +175,8 @@ def test_phone_benchmark_through_adb(tmp_path):
     tfl.write_bytes(b"x")
     bm = tmp_path / "benchmark_model"
     bm.write_bytes(b"x")
-    r = rb.phone_benchmark(iterations=50, warmup=5, adb=str(adb), benchmark_model=bm, tflite=[tfl], threads=4, timeout_s=10)
+    r = rb.phone_benchmark(iterations=50, warmup=5, adb=str(adb), benchmark_model=bm, tflite=[tfl], threads=4,
+                           timeout_s=10)
     assert r["status"] == "ok" and len(r["devices"]) == 1  # the unauthorized device is not used
     d = r["devices"][0]
     assert d["model"] == "Pixel Test" and d["demo"]["median_ms"] == 12.5 and d["demo"]["p90_ms"] == 14.0
@@ -180,7 +184,8 @@ def test_phone_benchmark_through_adb(tmp_path):
     assert run["avg_ms"] == pytest.approx(11.5) and run["init_ms"] == pytest.approx(30.0)
     assert run["median_ms"] == pytest.approx(11.2) and run["memory_overall_mb"] == pytest.approx(20.25)
     calls = log.read_text()
-    assert "shell am start -W -S -n org.cskd.demo/.MainActivity --ez benchmark true --ei iterations 50 --ei warmup 5" in calls
+    assert ("shell am start -W -S -n org.cskd.demo/.MainActivity --ez benchmark true --ei iterations 50 "
+            "--ei warmup 5") in calls
     assert "shell run-as org.cskd.demo cat files/benchmark.json" in calls
     md = rr.markdown({"machine": rb.machine_info(), "wall_s": 1.0, "phone": r, "load_average_end": [0.0]})
     assert "| Google Pixel Test | 15 | arm64-v8a | ok" in md and "Inference timings in us" in md
