@@ -20,13 +20,13 @@ import torch
 from torch import nn
 
 from . import distributed as D
-from .common import build_model, init_run, reseed_for_rank
+from .common import build_model, reseed_for_rank
 from .config import Config
 from .data.datasets import ShardStream, TrainView, UnlabeledDataset
 from .data.loaders import iterable_loader, labeled_loader, labeled_steps
 from .data.sources import load_unlabeled
 from .encoders import FrozenEncoder, build_encoder, compute_outputs
-from .engine import Task, TrainNet, fit
+from .engine import Task, TrainNet, run_task
 from .losses import cosine_alignment_loss
 
 __all__ = ["CFATask", "run_cfa", "projector"]
@@ -145,7 +145,4 @@ def run_cfa(cfg: Config, encoder: FrozenEncoder | None = None) -> Path:
         cfg: Config with ``stage`` cfa (forced here).
         encoder: An already built teacher encoder (default: from ``cfg.cfa.encoder``).
     """
-    cfg = cfg.copy()
-    cfg.stage = "cfa"
-    info = init_run(cfg)
-    return fit(CFATask(cfg, info, encoder), cfg, info)
+    return run_task(cfg, "cfa", lambda c, i: CFATask(c, i, encoder))

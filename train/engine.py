@@ -24,7 +24,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -32,7 +32,7 @@ from torch import nn
 from cskd_runtime.manifest import InputSpec
 
 from . import distributed as D
-from .common import make_manifest
+from .common import init_run, make_manifest
 from .config import Config, dump_config
 from .model import AestheticModel, load_checkpoint, save_checkpoint
 
@@ -301,6 +301,18 @@ def fit(task: Task, cfg: Config, info: D.DistInfo) -> Path:
             (out / "metrics.md").write_text(md + "\n")
     D.barrier()
     return path
+
+
+def run_task(cfg: Config, stage: str, make_task: Callable[[Config, D.DistInfo], "Task"]) -> Path:
+    """Run one stage on a copy of ``cfg`` with ``stage`` forced: join DDP and seed, build the task, train.
+
+    Returns:
+        The final checkpoint path (``<out>/<stage>.pt``).
+    """
+    cfg = cfg.copy()
+    cfg.stage = stage
+    info = init_run(cfg)
+    return fit(make_task(cfg, info), cfg, info)
 
 
 def _strip(h: dict[str, Any]) -> dict[str, Any]:

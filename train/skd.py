@@ -21,14 +21,14 @@ import torch
 from torch import nn
 
 from . import distributed as D
-from .common import build_model, evaluate_items, init_run, load_items, reseed_for_rank
+from .common import build_model, evaluate_items, load_items, reseed_for_rank
 from .config import Config
 from .data.datasets import LabeledDataset, TrainView, UnlabeledDataset
 from .data.loaders import labeled_loader, labeled_steps, stream_loader
 from .data.sources import load_unlabeled
 from .encoders import ModelEncoder, compute_outputs
-from .engine import Task, TrainNet, fit
-from .losses import emd_loss, feature_kd_loss, skd_loss
+from .engine import Task, TrainNet, run_task
+from .losses import feature_kd_loss, skd_loss
 
 __all__ = ["SKDTask", "run_skd", "run_kd"]
 
@@ -142,15 +142,9 @@ class SKDTask(Task):
 
 def run_skd(cfg: Config) -> Path:
     """Semi-supervised KD of the student; returns ``<out>/skd.pt``."""
-    cfg = cfg.copy()
-    cfg.stage = "skd"
-    info = init_run(cfg)
-    return fit(SKDTask(cfg, info, "skd"), cfg, info)
+    return run_task(cfg, "skd", lambda c, i: SKDTask(c, i, "skd"))
 
 
 def run_kd(cfg: Config) -> Path:
     """The "KD" baseline (labeled data only); returns ``<out>/kd.pt``."""
-    cfg = cfg.copy()
-    cfg.stage = "kd"
-    info = init_run(cfg)
-    return fit(SKDTask(cfg, info, "kd"), cfg, info)
+    return run_task(cfg, "kd", lambda c, i: SKDTask(c, i, "kd"))

@@ -15,11 +15,11 @@ import torch
 from torch import nn
 
 from . import distributed as D
-from .common import build_model, evaluate_items, init_run, load_items, reseed_for_rank
+from .common import build_model, evaluate_items, load_items, reseed_for_rank
 from .config import Config
 from .data.datasets import LabeledDataset, TrainView
 from .data.loaders import labeled_loader, labeled_steps
-from .engine import Task, TrainNet, fit
+from .engine import Task, TrainNet, run_task
 from .losses import emd_loss
 
 __all__ = ["SupervisedTask", "run_teacher", "run_nima"]
@@ -67,15 +67,9 @@ class SupervisedTask(Task):
 
 def run_teacher(cfg: Config) -> Path:
     """Fine-tune the teacher (CFA backbone + MLP head) with EMD; returns ``<out>/teacher.pt``."""
-    cfg = cfg.copy()
-    cfg.stage = "teacher"
-    info = init_run(cfg)
-    return fit(SupervisedTask(cfg, info, "teacher"), cfg, info)
+    return run_task(cfg, "teacher", lambda c, i: SupervisedTask(c, i, "teacher"))
 
 
 def run_nima(cfg: Config) -> Path:
     """The NIMA* baseline: supervised EMD from ImageNet / offline init; returns ``<out>/nima.pt``."""
-    cfg = cfg.copy()
-    cfg.stage = "nima"
-    info = init_run(cfg)
-    return fit(SupervisedTask(cfg, info, "nima"), cfg, info)
+    return run_task(cfg, "nima", lambda c, i: SupervisedTask(c, i, "nima"))

@@ -2,7 +2,8 @@
 
 The real exporter (``cskd_export``) produces these files for users; the benchmark only needs files of the same
 shape (a manifest embedded the way the runtime reads it, ``provenance.export.precision`` like the exporter writes)
-so that its own tests do not depend on the exporter. Nothing here is used outside ``tests/bench``.
+without running the exporter's conversions and gates; the manifest goes in through ``cskd_export.embed``, as in
+real exports. Nothing here is used outside ``tests/bench``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cskd_runtime.manifest import METADATA_KEY, Manifest
+from cskd_export.embed import embed_tflite
+from cskd_runtime.manifest import Manifest
 
 
 def _sha256(path: Path) -> str:
@@ -42,19 +44,6 @@ def onnx_fp32(model: Any, manifest: Manifest, checkpoint: Path, path: Path) -> P
     return export_onnx_with_manifest(model, artifact_manifest(manifest, "onnx", "fp32", checkpoint, "NCHW"), path)
 
 
-def _set_onnx_manifest(path: Path, manifest: Manifest) -> None:
-    import onnx
-
-    proto = onnx.load(str(path))
-    for entry in list(proto.metadata_props):
-        if entry.key == METADATA_KEY:
-            proto.metadata_props.remove(entry)
-    entry = proto.metadata_props.add()
-    entry.key = METADATA_KEY
-    entry.value = manifest.to_json()
-    onnx.save(proto, str(path))
-
-
 def onnx_int8(fp32_path: Path, manifest: Manifest, checkpoint: Path, calibration: Sequence[np.ndarray],
               path: Path) -> Path:
     """Static QDQ int8 (per-channel weights) calibrated on ``calibration`` tensors; float input and output."""
@@ -70,32 +59,13 @@ def onnx_int8(fp32_path: Path, manifest: Manifest, checkpoint: Path, calibration
 
     quantize_static(str(fp32_path), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
-    _set_onnx_manifest(path, artifact_manifest(manifest, "onnx", "int8", checkpoint, "NCHW"))
+    import onnx
+
+    from cskd_export.embed import embed_onnx
+
+    onnx.save(embed_onnx(onnx.load(str(path)), artifact_manifest(manifest, "onnx", "int8", checkpoint, "NCHW")),
+              str(path))
     return path
-
-
-def embed_tflite_metadata(model_bytes: bytes, name: str, payload: bytes) -> bytes:
-    """Add (or replace) a named metadata entry pointing at a new buffer holding ``payload``."""
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(model_bytes, 0))
-    for b in model.buffers or []:
-        # ai-edge-quantizer writes tensor data after the flatbuffer, addressed by absolute offset; repacking
-        # through the object API would drop that tail, so the data moves into the buffer itself.
-        if (b.offset or 0) > 1:
-            b.data = np.frombuffer(model_bytes, dtype=np.uint8, count=b.size, offset=b.offset)
-            b.offset, b.size = 0, 0
-    buf = schema.BufferT()
-    buf.data = np.frombuffer(payload, dtype=np.uint8)
-    model.buffers.append(buf)
-    meta = schema.MetadataT()
-    meta.name = name
-    meta.buffer = len(model.buffers) - 1
-    model.metadata = [m for m in (model.metadata or []) if m.name not in (name, name.encode())] + [meta]
-    builder = flatbuffers.Builder(len(model_bytes) + len(payload) + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
 
 
 def tflite_fp32(model: Any, manifest: Manifest, checkpoint: Path, path: Path) -> Path:
@@ -118,7 +88,7 @@ def tflite_fp32(model: Any, manifest: Manifest, checkpoint: Path, path: Path) ->
         edge.export(str(raw))
         data = raw.read_bytes()
     m = artifact_manifest(manifest, "tflite", "fp32", checkpoint, "NHWC")
-    path.write_bytes(embed_tflite_metadata(data, METADATA_KEY, m.to_json().encode()))
+    path.write_bytes(embed_tflite(data, m))
     return path
 
 
@@ -161,7 +131,7 @@ def tflite_quantized(fp32_tflite: Path, manifest: Manifest, checkpoint: Path, pr
     # The quantizer keeps the fp32 model's metadata entry; embedding replaces it with the int8 / fp16 manifest.
     m = artifact_manifest(manifest, "tflite", precision, checkpoint, "NHWC").replace(
         input={"dtype": in_dtype, "quantization": in_q}, output={"dtype": out_dtype, "quantization": out_q})
-    path.write_bytes(embed_tflite_metadata(out, METADATA_KEY, m.to_json().encode()))
+    path.write_bytes(embed_tflite(out, m))
     return path
 
 
