@@ -18,7 +18,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import yaml
 
@@ -72,6 +72,9 @@ def _fill(node: Any, context: Mapping[str, str], where: str) -> Any:
         return [_fill(v, context, f"{where}[{i}]") for i, v in enumerate(node)]
     if isinstance(node, str):
         def sub(m: re.Match[str]) -> str:
+            if m.group(1) not in context and m.group(1).startswith("stages."):
+                raise PipelineError(f"{where}: {{{m.group(1)}}} is not a stage that runs before this one "
+                                    f"(stages run in the order they are written)")
             if m.group(1) not in context:
                 raise PipelineError(f"{where}: unknown reference {{{m.group(1)}}} (known: {', '.join(sorted(context))})")
             return str(context[m.group(1)])
@@ -80,32 +83,23 @@ def _fill(node: Any, context: Mapping[str, str], where: str) -> Any:
     return node
 
 
-def _runner(stage: str) -> Any:
-    import importlib
-
-    module = importlib.import_module(f"cskd_train.{'skd' if stage == 'kd' else stage if stage != 'nima' else 'baselines'}")
-    fn = getattr(module, f"run_{stage}", None)
-    if fn is None:
-        raise PipelineError(f"no runner for stage {stage!r}")
-    return fn
-
-
 def run_pipeline(recipe: str | os.PathLike, out: str | os.PathLike = "runs/default_cpu",
-                 overrides: Mapping[str, Mapping[str, Any]] | None = None, install: bool = False) -> dict[str, Any]:
+                 install: bool = False,
+                 install_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Run every stage of a pipeline recipe that is not finished yet.
 
     Args:
         recipe: Bundled pipeline name (``default_cpu``) or a YAML path.
         out: Output folder; each stage writes into ``out/<stage>``.
-        overrides: Per-stage config overrides merged last (``{"skd": {"optim": {"epochs": 1}}}``), for tests.
         install: Also calibrate the final model and install it as the packaged default (see
             :func:`install_default`).
+        install_dir: Where to install (default: the cskd_export package's ``default_model`` folder).
 
     Returns:
         The pipeline state: stage -> checkpoint path, data description, timings.
     """
     from . import offline_init
-    from .config import config_from_dict
+    from .cli import run_stage
     from .default_model import prepare_data
 
     spec, path = load_pipeline(recipe)
@@ -119,7 +113,9 @@ def run_pipeline(recipe: str | os.PathLike, out: str | os.PathLike = "runs/defau
     state.setdefault("stages", {})
     state.setdefault("seconds", {})
 
-    data = prepare_data(**spec.get("data", {}))
+    data_spec = dict(spec.get("data", {}))
+    # `data.given` names ready-made CSVs (labeled_csv, unlabeled_csv, val_csv) instead of the default-model data.
+    data = data_spec["given"] if "given" in data_spec else prepare_data(**data_spec)
     context: dict[str, str] = {f"data.{k}": str(v) for k, v in data.items() if isinstance(v, (str, int, float))}
     if any("{dinov2_onnx}" in json.dumps(s) for s in spec["stages"].values()):
         context["dinov2_onnx"] = str(offline_init.dinov2_small_encoder_onnx(fetch=True))
@@ -130,16 +126,10 @@ def run_pipeline(recipe: str | os.PathLike, out: str | os.PathLike = "runs/defau
         if name in state["stages"] and Path(state["stages"][name]).is_file():
             logger.info("pipeline: %s already done (%s)", name, state["stages"][name])
             continue
-        merged = _merge(spec.get("defaults", {}), stage_spec)
-        merged = _merge(merged, (overrides or {}).get(name, {}))
-        merged = _fill(merged, context, f"{path.name}:stages.{name}")
-        merged.setdefault("run", {})["out"] = str(out_dir / name)
-        merged.setdefault("recipe", f"{path.stem}:{name}")
-        merged.setdefault("base_dir", str(path.parent))
-        cfg = config_from_dict(merged, f"{path}:stages.{name}")
+        cfg = stage_config(spec, path, name, context, out_dir)
         logger.info("pipeline: stage %s (%s)", name, cfg.stage)
         t0 = time.time()
-        ckpt = Path(_runner(cfg.stage)(cfg))
+        ckpt = Path(run_stage(cfg))
         state["stages"][name] = str(ckpt)
         state["seconds"][name] = round(time.time() - t0, 1)
         context[f"stages.{name}"] = str(ckpt)
@@ -150,12 +140,32 @@ def run_pipeline(recipe: str | os.PathLike, out: str | os.PathLike = "runs/defau
     _write_json(state_path, state)
     if install and state["final"]:
         state["installed"] = install_default(Path(state["final"]), spec,
-                                             Path(state["ablation"]) if state["ablation"] else None)
+                                             Path(state["ablation"]) if state["ablation"] else None,
+                                             Path(install_dir) if install_dir else DEFAULT_CHECKPOINT_DIR)
         _write_json(state_path, state)
     return state
 
 
-def install_default(final: Path, spec: Mapping[str, Any], ablation: Path | None = None) -> dict[str, str]:
+def stage_config(spec: Mapping[str, Any], path: Path, name: str, context: Mapping[str, str], out_dir: Path) -> Any:
+    """The :class:`~cskd_train.config.Config` of stage ``name``: its base stage recipe (``recipe:``), the
+    pipeline's ``defaults``, the stage's own settings, references filled in, output under ``out_dir/name``."""
+    from .config import RECIPES_DIR, _recipe_path, config_from_dict
+
+    stage_spec = dict(spec["stages"][name])
+    base: dict[str, Any] = {}
+    if "recipe" in stage_spec:  # a stage recipe (bundled name or path) as the base of this stage
+        base = yaml.safe_load(_recipe_path(stage_spec.pop("recipe")).read_text()) or {}
+    merged = _merge(_merge(base, spec.get("defaults", {})), stage_spec)
+    merged = _fill(merged, context, f"{path.name}:stages.{name}")
+    merged.setdefault("run", {})["out"] = str(out_dir / name)
+    merged["recipe"] = f"{path.stem}:{name}"
+    # As for stage recipes: bundled ones resolve relative paths against the current folder, files against theirs.
+    merged.setdefault("base_dir", str(Path.cwd() if path.resolve().parent == RECIPES_DIR else path.resolve().parent))
+    return config_from_dict(merged, f"{path}:stages.{name}")
+
+
+def install_default(final: Path, spec: Mapping[str, Any], ablation: Path | None = None,
+                    dest: Path = DEFAULT_CHECKPOINT_DIR) -> dict[str, str]:
     """Calibrate the final model's scores and write it (and the ablation) as the packaged default checkpoints.
 
     The calibration (percentile against the reference population, mapped onto AVA's vote-mean quantiles) goes
@@ -171,17 +181,62 @@ def install_default(final: Path, spec: Mapping[str, Any], ablation: Path | None 
                                                           "version": str(spec.get("version", info.version))})
     ckpt = load_checkpoint(final)
     keep = {k: ckpt[k] for k in ("config", "metrics", "epoch") if k in ckpt}
-    out = {"checkpoint": str(save_checkpoint(DEFAULT_CHECKPOINT_DIR / f"{spec.get('name', 'default')}.pt", model,
+    out = {"checkpoint": str(save_checkpoint(dest / f"{spec.get('name', 'default')}.pt", model,
                                              manifest, ckpt.get("stage", "skd"), extra=keep))}
     if ablation is not None:
         abl_model, abl_manifest = model_from_checkpoint(ablation)
-        out["ablation"] = str(save_checkpoint(DEFAULT_CHECKPOINT_DIR / "ablation-mv2-no-cfa-no-skd.pt", abl_model,
+        out["ablation"] = str(save_checkpoint(dest / "ablation-mv2-no-cfa-no-skd.pt", abl_model,
                                               abl_manifest, "nima"))
+    out.update(export_default(Path(out["checkpoint"]), RUNTIME_MODELS_DIR if dest == DEFAULT_CHECKPOINT_DIR
+                              else dest / "runtime_models",
+                              precisions=spec.get("export", {}).get("precisions", ("fp32", "int8"))))
     logger.info("installed default model: %s", out)
     return out
 
 
+#: Artifacts shipped in the runtime wheel: exporter's name -> the runtime's name for it.
+SHIPPED = {"fp32.onnx": ".onnx", "int8.onnx": "-int8.onnx", "fp32.tflite": ".tflite", "int8.tflite": "-int8.tflite"}
+
+
+def export_default(checkpoint: Path, dest: Path, precisions: Sequence[str] = ("fp32", "int8")) -> dict[str, str]:
+    """Export the installed checkpoint to ONNX and TFLite (fp32, int8) through ``cskd-export``'s parity gates
+    and copy the artifacts and the export report into ``dest`` (the runtime wheel's ``models`` folder).
+
+    Raises:
+        RuntimeError: if any artifact fails its gate (nothing is copied then).
+    """
+    import shutil
+    import tempfile
+
+    from cskd_export.cli import main as export_main
+
+    stem = checkpoint.stem
+    shipped_files = {k: v for k, v in SHIPPED.items() if k.split(".")[0] in precisions}
+    with tempfile.TemporaryDirectory(prefix="cskd-default-export-") as tmp:
+        rc = export_main(["--target", "onnx,tflite", "--precision", ",".join(precisions), "--checkpoint", str(checkpoint),
+                          "--out", tmp, "-q"])
+        if rc != 0:
+            raise RuntimeError(f"cskd-export of {checkpoint} failed (exit {rc}); nothing installed")
+        dest.mkdir(parents=True, exist_ok=True)
+        out = {}
+        for produced, shipped in shipped_files.items():
+            src = Path(tmp) / f"{stem}-{produced}"
+            if not src.is_file():
+                raise RuntimeError(f"cskd-export did not write {src.name}; nothing installed")
+            out[produced] = str(dest / f"{stem}{shipped}")
+        for produced, shipped in shipped_files.items():
+            target = dest / f"{stem}{shipped}"
+            shutil.copyfile(Path(tmp) / f"{stem}-{produced}", target.with_suffix(target.suffix + ".tmp"))
+            os.replace(target.with_suffix(target.suffix + ".tmp"), target)
+        for report in ("export_report.json", "export_report.md"):
+            if (Path(tmp) / report).is_file():
+                shutil.copyfile(Path(tmp) / report, dest / report)
+    return out
+
+
 def _write_json(path: Path, data: Any) -> None:
+    if int(os.environ.get("RANK", "0") or 0) != 0:  # under torchrun only rank 0 writes
+        return
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2))
     os.replace(tmp, path)
