@@ -101,6 +101,16 @@ def mv2_same():
     torch.manual_seed(0)
     model = AestheticModel(ModelConfig(backbone="mobilenetv2_100", hidden=64, dropout=0.0,
                                        timm_kwargs={"pad_type": "same", "bn_eps": 1e-3})).eval()
+    # Fresh BatchNorm layers are all identical (zero bias), so the ONNX exporter would share one folded bias
+    # tensor between convs, which a trained model never does (and which stops onnxruntime's int8 fusion).
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            n = bn.num_features
+            bn.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+            bn.bias.copy_(torch.randn(n, generator=gen) * 0.1)
+            bn.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
+            bn.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
     manifest = Manifest(model=ModelInfo(name="test-mv2-same", version="0.0.1", architecture="mobilenetv2_100"),
                         input=InputSpec(height=MV2_SIZE, width=MV2_SIZE, resize_height=MV2_SIZE, resize_width=MV2_SIZE))
     return model, manifest
