@@ -91,16 +91,20 @@ def _dist_version(name: str) -> str | None:
         return None
 
 
-def machine_info() -> dict[str, Any]:
-    """CPU model, cores, memory, OS and the versions of every library on the measured path."""
-    cpu = platform.processor() or platform.machine()
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux, else what ``platform`` knows)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores, memory, OS and the versions of every library on the measured path."""
+    cpu = cpu_model()
     physical, mem_gb = None, None
     try:
         import psutil
