@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 from cskd_runtime.manifest import Manifest, Quantization
+from cskd_train.assets import sha256_file as file_sha256
 
 from .calibration import CalibrationSet
 from .targets import Int8Recipe
@@ -44,14 +43,6 @@ def tool_versions(*dists: str) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def artifact_manifest(

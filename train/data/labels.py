@@ -36,6 +36,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from cskd_train.assets import sha256_file
 from cskd_train.data.items import LabeledItem
 
 __all__ = [
@@ -370,14 +371,6 @@ def write_ava_txt(t: AvaTable, out: PathLike) -> Path:
     return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_split_registry(path: PathLike | None = None) -> dict[str, dict]:
     """Known split files by basename (``splits.json`` next to this module unless ``path`` is given)."""
     p = Path(path) if path else SPLITS_REGISTRY
@@ -391,7 +384,7 @@ def load_split_registry(path: PathLike | None = None) -> dict[str, dict]:
 def split_entry(path: PathLike, source: str = "") -> dict:
     """The registry entry for a split file (to paste into ``splits.json`` to pin it)."""
     p = Path(path)
-    return {"file": p.name, "sha256": _sha256(p), "count": len(read_split(p, verify=False)), "source": source}
+    return {"file": p.name, "sha256": sha256_file(p), "count": len(read_split(p, verify=False)), "source": source}
 
 
 def read_split(path: PathLike, *, verify: bool = True, registry: PathLike | None = None) -> list[str]:
@@ -416,7 +409,7 @@ def read_split(path: PathLike, *, verify: bool = True, registry: PathLike | None
                 raise ValueError(f"{p}:{lineno}: expected an integer image id, got {s!r}")
             ids.append(str(int(s)))
     if verify:
-        digest = _sha256(p)
+        digest = sha256_file(p)
         known = load_split_registry(registry).get(p.name)
         if known is None:
             logger.info("%s: split not in the registry; %d ids, sha256 %s", p, len(ids), digest)
