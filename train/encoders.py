@@ -36,6 +36,7 @@ from torch import nn
 from cskd_runtime.manifest import InputSpec
 
 from . import distributed as D
+from .offline_init import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "FrozenEncoder",
@@ -51,8 +52,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def file_digest(path: str | os.PathLike, n: int = 16) -> str:
