@@ -323,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     g.add_argument("--threads", default="1,all", help="latency/overhead thread counts ('all' = every core)")
     g.add_argument("--overhead-runs", type=int, default=200, help="alternating bare/runtime pairs per overhead row")
     g.add_argument("--album-photos", type=int, default=32, help="12 MP photos in the album throughput benchmark")
-    g.add_argument("--album-repeats", type=int, default=2, help="alternating repeats (best taken)")
+    g.add_argument("--album-repeats", type=int, default=3, help="alternating repeats (best taken)")
     g.add_argument("--photo-size", default="4032x3024", help="album photos, WIDTHxHEIGHT (12 MP: the issue's setting)")
     g.add_argument("--pool-photos", type=int, default=32, help="distinct 12 MP photos linked into scaling albums")
     g.add_argument("--scaling", default="1000,10000", help="album sizes for scaling ('' to skip)")

@@ -287,7 +287,7 @@ def write_goldens(out_dir: str | os.PathLike[str], model_path: str | os.PathLike
         from cskd_runtime.imageio import _apply_draft
         from cskd_runtime.preprocess import draft_size
 
-        _apply_draft(im, draft_size(manifest.input))
+        _apply_draft(im, draft_size(manifest.input), o)
         scale = im.decoderconfig[0] if im.decoderconfig else 1
         index["draft"].append({"stored_size": [w, h], "orientation": o, "scale": int(scale)})
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cskd_runtime.imageio import ImageDecodeError, load_rgb, open_image, to_rgb
+from cskd_runtime.imageio import ImageDecodeError, decode, load_rgb, open_image, orient, to_rgb
 from cskd_runtime.manifest import InputSpec
-from cskd_runtime.preprocess import preprocess
+from cskd_runtime.preprocess import preprocess, resize_and_crop
 
 # For each EXIF orientation, the PIL operation that turns the upright picture into what is stored on disk.
 STORE = {
@@ -49,6 +49,37 @@ def test_draft_respects_orientation(make_photo):
     img = open_image(data, draft_size=(300, 300))
     assert img.size[0] >= 300 and img.size[1] >= 300
     assert img.size[1] > img.size[0]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("spec", [
+    InputSpec(resize_width=256, resize_height=200, width=224, height=180),  # non-square stretch, odd crop offset
+    InputSpec(resize_mode="shorter_side", resize_width=129, resize_height=129, width=112, height=112),
+], ids=["stretch", "shorter_side"])
+def test_resize_before_orientation_matches_contract_order(orientation, spec):
+    # Shrinking the stored pixels then transposing must give the upright geometry of the contract (transpose,
+    # resize, crop) and the same values up to the rounding between Pillow's two resize passes.
+    rng = np.random.default_rng(orientation)
+    base = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    stored = Image.fromarray(np.kron(base, np.ones((23, 19, 1), dtype=np.uint8)))  # 851x1007, blocky detail
+    exact = np.asarray(resize_and_crop(orient(stored, orientation), spec)).astype(int)
+    fast = np.asarray(resize_and_crop(stored, spec, orientation)).astype(int)
+    assert fast.shape == exact.shape == (spec.height, spec.width, 3)
+    assert np.abs(fast - exact).max() <= 1
+    assert (fast != exact).mean() < 0.2  # a wrong geometry would differ almost everywhere, by far more than 1
+
+
+def test_decode_reports_orientation_and_draft_scaling(make_photo):
+    upright = make_photo(900, 1600, seed=4)
+    data = stored_with_orientation(upright, 6, fmt="JPEG")
+    small = decode(data, draft_size=(300, 300))
+    assert small.orientation == 6 and small.scaled
+    assert small.image.size == (800, 450)  # stored landscape, halved by the decoder
+    assert small.upright().size == (450, 800)
+    full = decode(data)
+    assert full.orientation == 6 and not full.scaled and full.image.size == (1600, 900)
+    png = decode(stored_with_orientation(upright, 3), draft_size=(300, 300))
+    assert png.orientation == 3 and not png.scaled
 
 
 def _rgb(img):

@@ -15,15 +15,20 @@ from pathlib import Path
 from typing import IO, Any, Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 __all__ = [
     "ImageSource",
     "ImageDecodeError",
     "DEFAULT_MAX_PIXELS",
+    "Decoded",
+    "ORIENTATION_TRANSPOSES",
+    "decode",
     "open_image",
+    "orient",
     "to_rgb",
     "load_rgb",
+    "decode_rgb",
 ]
 
 logger = logging.getLogger(__name__)
@@ -44,10 +49,43 @@ class ImageDecodeError(ValueError):
         super().__init__(f"{source}: {reason}")
 
 
-@dataclass
-class _Opened:
+#: EXIF orientation -> the Pillow transposition that makes the stored pixels upright (what
+#: ``ImageOps.exif_transpose`` applies). Orientations 5..8 swap width and height.
+ORIENTATION_TRANSPOSES: dict[int, Image.Transpose] = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded photo still in its stored orientation.
+
+    Attributes:
+        image: The pixels as stored in the file, in their original PIL mode.
+        orientation: EXIF orientation (1..8) that :func:`orient` applies to make them upright.
+        scaled: True when the JPEG decoder downscaled while decoding (draft), i.e. the pixels are already an
+            approximation of a full decode.
+    """
+
     image: Image.Image
-    name: str
+    orientation: int = 1
+    scaled: bool = False
+
+    def upright(self) -> Image.Image:
+        """The image with its EXIF orientation applied."""
+        return orient(self.image, self.orientation)
+
+
+def orient(img: Image.Image, orientation: int) -> Image.Image:
+    """Apply an EXIF orientation (1..8) to ``img``; orientation 1 returns ``img`` itself, not a copy."""
+    method = ORIENTATION_TRANSPOSES.get(orientation)
+    return img if method is None else img.transpose(method)
 
 
 def _describe(src: Any) -> str:
@@ -84,13 +122,26 @@ def open_image(
     Raises:
         ImageDecodeError: naming the source and the reason (empty, truncated, not an image, too large, ...).
     """
+    return decode(src, draft_size=draft_size, max_pixels=max_pixels, name=name).upright()
+
+
+def decode(
+    src: ImageSource,
+    draft_size: tuple[int, int] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str | None = None,
+) -> Decoded:
+    """Decode ``src`` with all pixels loaded, leaving the EXIF orientation to the caller.
+
+    Same arguments and errors as :func:`open_image`. Keeping the stored orientation lets a caller that is about
+    to shrink the image rotate the small result instead of the full-size pixels.
+    """
     label = name or _describe(src)
     if isinstance(src, np.ndarray):
-        return _from_array(src, label)
+        return Decoded(_from_array(src, label))
     if isinstance(src, Image.Image):
-        img = src
-        _check_size(img, max_pixels, label)
-        return _transpose(img, label)
+        _check_size(src, max_pixels, label)
+        return Decoded(src, _orientation(src, label))
 
     if isinstance(src, (str, os.PathLike)):
         path = Path(src)
@@ -124,8 +175,10 @@ def open_image(
         except OSError as exc:
             raise ImageDecodeError(label, f"cannot read image header ({exc})") from None
         _check_size(img, max_pixels, label)
+        orientation = _orientation(img, label)
+        stored_size = img.size
         if draft_size is not None and img.format == "JPEG":
-            _apply_draft(img, draft_size)
+            _apply_draft(img, draft_size, orientation)
         try:
             img.load()
         except Image.DecompressionBombError as exc:
@@ -135,7 +188,7 @@ def open_image(
             if "truncated" in msg or "broken data stream" in msg or "image file is" in msg:
                 raise ImageDecodeError(label, f"truncated or corrupt image data ({msg})") from None
             raise ImageDecodeError(label, f"cannot decode image ({msg})") from None
-        return _transpose(img, label)
+        return Decoded(img, orientation, scaled=img.size != stored_size)
     finally:
         if close:
             fp.close()
@@ -153,29 +206,22 @@ def _check_size(img: Image.Image, max_pixels: int, label: str) -> None:
         )
 
 
-def _orientation(img: Image.Image) -> int:
+def _orientation(img: Image.Image, label: str = "") -> int:
     try:
-        return int(img.getexif().get(0x0112, 1) or 1)
-    except Exception:  # a damaged EXIF block must not sink the photo
+        value = int(img.getexif().get(0x0112, 1) or 1)
+    except Exception as exc:  # a damaged EXIF block must not sink the photo; its pixels are still usable
+        logger.warning("%s: ignoring unreadable EXIF orientation (%s)", label or "image", exc)
         return 1
+    return value if value in ORIENTATION_TRANSPOSES else 1
 
 
-def _apply_draft(img: Image.Image, min_size: tuple[int, int]) -> None:
+def _apply_draft(img: Image.Image, min_size: tuple[int, int], orientation: int = 1) -> None:
     # EXIF orientations 5..8 swap width and height: ask the decoder for the size the upright image needs.
     w, h = min_size
-    if _orientation(img) in (5, 6, 7, 8):
+    if orientation in (5, 6, 7, 8):
         w, h = h, w
     mode = img.mode if img.mode in ("RGB", "L", "CMYK") else None
     img.draft(mode, (w, h))
-
-
-def _transpose(img: Image.Image, label: str) -> Image.Image:
-    try:
-        out = ImageOps.exif_transpose(img)
-    except Exception as exc:  # pragma: no cover - corrupt EXIF; pixels are still usable
-        logger.warning("%s: ignoring unreadable EXIF orientation (%s)", label, exc)
-        return img
-    return out if out is not None else img
 
 
 def _from_array(arr: np.ndarray, label: str) -> Image.Image:
@@ -254,8 +300,20 @@ def load_rgb(
     name: str | None = None,
 ) -> Image.Image:
     """Open ``src`` (see :func:`open_image`) and return an upright 8-bit RGB image."""
-    img = open_image(src, draft_size=draft_size, max_pixels=max_pixels, name=name)
+    rgb, orientation, _ = decode_rgb(src, background, draft_size, max_pixels, name)
+    return orient(rgb, orientation)
+
+
+def decode_rgb(
+    src: ImageSource,
+    background: tuple[int, int, int] = (255, 255, 255),
+    draft_size: tuple[int, int] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str | None = None,
+) -> tuple[Image.Image, int, bool]:
+    """:func:`decode` then :func:`to_rgb`: ``(8-bit RGB image in stored orientation, orientation, scaled)``."""
+    d = decode(src, draft_size=draft_size, max_pixels=max_pixels, name=name)
     try:
-        return to_rgb(img, background)
+        return to_rgb(d.image, background), d.orientation, d.scaled
     except (OSError, ValueError) as exc:
-        raise ImageDecodeError(name or _describe(src), f"cannot convert mode {img.mode} to RGB ({exc})") from None
+        raise ImageDecodeError(name or _describe(src), f"cannot convert mode {d.image.mode} to RGB ({exc})") from None

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from .imageio import ImageSource, load_rgb
+from .imageio import DEFAULT_MAX_PIXELS, ImageSource, decode_rgb, orient
 from .manifest import InputSpec, Quantization
 
 __all__ = ["draft_size", "resize_and_crop", "normalize", "to_layout", "quantize", "preprocess", "preprocess_batch"]
@@ -38,10 +38,20 @@ def draft_size(spec: InputSpec) -> tuple[int, int] | None:
     return (int(np.ceil(spec.resize_width * f)), int(np.ceil(spec.resize_height * f)))
 
 
-def resize_and_crop(img: Image.Image, spec: InputSpec) -> Image.Image:
-    """Resize (Pillow, antialiased) then crop as the spec says. ``img`` must be RGB."""
+def resize_and_crop(img: Image.Image, spec: InputSpec, orientation: int = 1) -> Image.Image:
+    """Resize (Pillow, antialiased) then crop as the spec says. ``img`` must be RGB.
+
+    Args:
+        img: The image to resize.
+        spec: The model's input spec.
+        orientation: EXIF orientation still to apply to ``img``. The resize then runs on the stored pixels and
+            only the small result is transposed. That equals transposing first up to the rounding between
+            Pillow's two resize passes (at most 1 on some pixel values), so :func:`preprocess` uses it only for
+            photos the JPEG decoder has already approximated by downscaling (draft).
+    """
     resample = _RESAMPLE[spec.interpolation]
-    w, h = img.size
+    swap = orientation in (5, 6, 7, 8)
+    w, h = img.size[::-1] if swap else img.size
     if spec.resize_mode == "stretch":
         size = (spec.resize_width, spec.resize_height)
     else:  # shorter_side
@@ -53,7 +63,8 @@ def resize_and_crop(img: Image.Image, spec: InputSpec) -> Image.Image:
     if size != (w, h):
         # reducing_gap=None keeps Pillow's exact resampling (no JPEG-style reduce shortcut), so the Java port
         # in the Android demo can reproduce it bit for bit.
-        img = img.resize(size, resample=resample, reducing_gap=None)
+        img = img.resize(size[::-1] if swap else size, resample=resample, reducing_gap=None)
+    img = orient(img, orientation)
     if spec.crop_mode == "center" and img.size != (spec.width, spec.height):
         rw, rh = img.size
         left = (rw - spec.width) // 2
@@ -97,13 +108,20 @@ def cast_input(x: np.ndarray, spec: InputSpec) -> np.ndarray:
     return quantize(x, spec.quantization, spec.dtype)
 
 
-def preprocess(src: ImageSource | Image.Image, spec: InputSpec, name: str | None = None) -> np.ndarray:
+def preprocess(src: ImageSource | Image.Image, spec: InputSpec, name: str | None = None,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode (if needed) and preprocess one image into a float32 1x... tensor in the spec's layout.
 
     The result is the normalised float tensor before any input quantization; see :func:`cast_input`.
+
+    Raises:
+        ImageDecodeError: naming the image and the problem.
     """
-    img = load_rgb(src, background=spec.background, draft_size=draft_size(spec), name=name)
-    img = resize_and_crop(img, spec)
+    rgb, orientation, scaled = decode_rgb(src, spec.background, draft_size(spec), max_pixels, name)
+    if scaled:  # already approximate: rotate after shrinking, not the decoded megapixels
+        img = resize_and_crop(rgb, spec, orientation)
+    else:
+        img = resize_and_crop(orient(rgb, orientation), spec)
     return to_layout(normalize(np.asarray(img), spec), spec.layout)
 
 

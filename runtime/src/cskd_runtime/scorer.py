@@ -15,9 +15,9 @@ from typing import Any, Iterable, Iterator, Sequence, Union
 import numpy as np
 
 from .backends import Backend, ModelLoadError, open_backend
-from .imageio import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageSource, load_rgb
+from .imageio import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageSource
 from .manifest import Manifest
-from .preprocess import draft_size, normalize, resize_and_crop, to_layout
+from .preprocess import preprocess
 
 __all__ = ["ScoreResult", "ScoreError", "Scorer", "default_model_path"]
 
@@ -137,11 +137,7 @@ class Scorer:
         Raises:
             ImageDecodeError: naming the photo and the problem.
         """
-        spec = self.manifest.input
-        img = load_rgb(src, background=spec.background, draft_size=draft_size(spec), max_pixels=self.max_pixels,
-                       name=name)
-        img = resize_and_crop(img, spec)
-        return to_layout(normalize(np.asarray(img), spec), spec.layout)
+        return preprocess(src, self.manifest.input, name=name, max_pixels=self.max_pixels)
 
     def _results(self, probs: np.ndarray, names: Sequence[str]) -> list[ScoreResult]:
         p = probs.astype(np.float64)

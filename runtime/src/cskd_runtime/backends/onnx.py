@@ -28,6 +28,9 @@ class OnnxBackend(Backend):
             opts.intra_op_num_threads = int(threads)
         # One image pipeline per call: parallelism across operators only adds scheduling overhead here.
         opts.inter_op_num_threads = 1
+        # Idle intra-op threads sleep instead of spinning: albums decode photos on the same cores while the model
+        # runs, and spinning threads would take their CPU time.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=["CPUExecutionProvider"])

@@ -75,7 +75,7 @@ public final class ModelManifest {
         public String dtype;
         public Quantization quantization;
         public boolean draft = true;
-        public double draftFactor = 2.0;
+        public double draftFactor = 4.0;
 
         /** Input tensor shape for a batch of one in this spec's layout. */
         public long[] shape() {
