@@ -48,7 +48,7 @@ def test_runtime_benchmark_end_to_end(bench_inputs, tmp_path):
     argv = ["runtime", "--artifacts", str(b["arts"]), "--checkpoint", str(b["ckpt"]), "--photos", str(b["photos"]),
             "--labels", str(b["labels"]), "--out", str(out), "--work", str(tmp_path / "work"),
             "--runs", "5", "--warmup", "1", "--threads", "1", "--overhead-runs", "30",
-            "--album-photos", "2", "--pool-photos", "3", "--album-repeats", "1", "--photo-size", "2016x1512",
+            "--album-photos", "2", "--pool-photos", "3", "--album-repeats", "1", "--photo-size", "2400x2048",
             "--scaling", "4", "--sweep-photos", "2", "--sweep-workers", "1", "--sweep-processes", "2",
             "--adb", str(tmp_path / "no-adb-here"), "--quiet"]
     assert cli.main(argv) == 0
@@ -85,8 +85,8 @@ def test_runtime_benchmark_end_to_end(bench_inputs, tmp_path):
     # Album: both pipelines ran on the same photos; the draft decode changes scores, within the tolerance.
     assert [a["artifact"] for a in r["album"]] == ["test-mv2-fp32.onnx", "test-mv2-fp32.tflite"]
     for a in r["album"]:
-        assert a["photos"] == 2 and a["photo_set"]["pixels"] in (["2016x1512"], ["1512x2016"],
-                                                                  ["1512x2016", "2016x1512"])
+        assert a["photos"] == 2 and a["photo_set"]["pixels"] in (["2400x2048"], ["2048x2400"],
+                                                                  ["2048x2400", "2400x2048"])
         assert a["speedup"] == pytest.approx(a["runtime"]["images_per_s"] / a["naive"]["images_per_s"])
         assert a["tolerance"] == rb.DRAFT_TOLERANCE
         assert 0 < a["max_abs_score_delta"] <= rb.DRAFT_TOLERANCE and a["within_tolerance"]
