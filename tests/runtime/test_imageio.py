@@ -42,6 +42,15 @@ def test_exif_orientation_restores_upright_pixels(make_photo, orientation):
     assert np.array_equal(np.asarray(got), np.asarray(upright))
 
 
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_upright_image_handed_back_is_not_rotated_again(make_photo, orientation):
+    upright = make_photo(120, 80, seed=orientation)
+    once = load_rgb(stored_with_orientation(upright, orientation))
+    assert once.getexif().get(0x0112) is None
+    twice = load_rgb(once)
+    assert np.array_equal(np.asarray(twice), np.asarray(upright))
+
+
 def test_draft_respects_orientation(make_photo):
     # A portrait photo stored landscape (orientation 6): draft must keep enough pixels on the *upright* sides.
     upright = make_photo(900, 1600, seed=3)

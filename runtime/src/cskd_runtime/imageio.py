@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Union
@@ -83,9 +84,34 @@ class Decoded:
 
 
 def orient(img: Image.Image, orientation: int) -> Image.Image:
-    """Apply an EXIF orientation (1..8) to ``img``; orientation 1 returns ``img`` itself, not a copy."""
+    """Apply an EXIF orientation (1..8) to ``img``; orientation 1 returns ``img`` itself, not a copy.
+
+    The transposed image's metadata no longer carries the orientation (as with ``ImageOps.exif_transpose``),
+    so handing it back to any EXIF-aware reader does not rotate it a second time.
+    """
     method = ORIENTATION_TRANSPOSES.get(orientation)
-    return img if method is None else img.transpose(method)
+    if method is None:
+        return img
+    out = img.transpose(method)
+    exif = out.getexif()
+    if 0x0112 in exif:
+        del exif[0x0112]
+        if "exif" in out.info:
+            out.info["exif"] = exif.tobytes()
+    for key in ("XML:com.adobe.xmp", "xmp"):  # Pillow also reads the orientation from XMP
+        if key in out.info:
+            out.info[key] = _strip_xmp_orientation(out.info[key])
+    return out
+
+
+def _strip_xmp_orientation(xmp: Any) -> Any:
+    if isinstance(xmp, tuple):
+        return tuple(_strip_xmp_orientation(v) for v in xmp)
+    text = isinstance(xmp, str)
+    data = xmp.encode() if text else bytes(xmp)
+    for pattern in (rb'tiff:Orientation="[0-9]"', rb"<tiff:Orientation>[0-9]</tiff:Orientation>"):
+        data = re.sub(pattern, b"", data)
+    return data.decode() if text else data
 
 
 def _describe(src: Any) -> str:
