@@ -8,7 +8,7 @@ from PIL import Image
 
 from cskd_runtime.imageio import ImageDecodeError, decode, load_rgb, open_image, orient, to_rgb
 from cskd_runtime.manifest import InputSpec
-from cskd_runtime.preprocess import preprocess, resize_and_crop
+from cskd_runtime.preprocess import preprocess, resize_and_crop, resize_and_crop_stored
 
 # For each EXIF orientation, the PIL operation that turns the upright picture into what is stored on disk.
 STORE = {
@@ -64,15 +64,16 @@ def test_draft_respects_orientation(make_photo):
 @pytest.mark.parametrize("spec", [
     InputSpec(resize_width=256, resize_height=200, width=224, height=180),  # non-square stretch, odd crop offset
     InputSpec(resize_mode="shorter_side", resize_width=129, resize_height=129, width=112, height=112),
-], ids=["stretch", "shorter_side"])
+    InputSpec(resize_width=96, resize_height=64, width=96, height=64, crop_mode="none"),
+], ids=["stretch", "shorter_side", "no_crop"])
 def test_resize_before_orientation_matches_contract_order(orientation, spec):
-    # Shrinking the stored pixels then transposing must give the upright geometry of the contract (transpose,
+    # Resampling the crop region of the stored pixels then transposing must give the upright geometry of the contract (transpose,
     # resize, crop) and the same values up to the rounding between Pillow's two resize passes.
     rng = np.random.default_rng(orientation)
     base = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
     stored = Image.fromarray(np.kron(base, np.ones((23, 19, 1), dtype=np.uint8)))  # 851x1007, blocky detail
     exact = np.asarray(resize_and_crop(orient(stored, orientation), spec)).astype(int)
-    fast = np.asarray(resize_and_crop(stored, spec, orientation)).astype(int)
+    fast = np.asarray(resize_and_crop_stored(stored, spec, orientation)).astype(int)
     assert fast.shape == exact.shape == (spec.height, spec.width, 3)
     assert np.abs(fast - exact).max() <= 1
     assert (fast != exact).mean() < 0.2  # a wrong geometry would differ almost everywhere, by far more than 1

@@ -14,7 +14,7 @@ from PIL import Image
 from .imageio import DEFAULT_MAX_PIXELS, ImageSource, decode_rgb, orient
 from .manifest import InputSpec, Quantization
 
-__all__ = ["draft_size", "resize_and_crop", "normalize", "to_layout", "quantize", "preprocess", "preprocess_batch"]
+__all__ = ["draft_size", "resize_and_crop", "resize_and_crop_stored", "normalize", "to_layout", "quantize", "preprocess", "preprocess_batch"]
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -38,39 +38,65 @@ def draft_size(spec: InputSpec) -> tuple[int, int] | None:
     return (int(np.ceil(spec.resize_width * f)), int(np.ceil(spec.resize_height * f)))
 
 
-def resize_and_crop(img: Image.Image, spec: InputSpec, orientation: int = 1) -> Image.Image:
-    """Resize (Pillow, antialiased) then crop as the spec says. ``img`` must be RGB.
-
-    Args:
-        img: The image to resize.
-        spec: The model's input spec.
-        orientation: EXIF orientation still to apply to ``img``. The resize then runs on the stored pixels and
-            only the small result is transposed. That equals transposing first up to the rounding between
-            Pillow's two resize passes (at most 1 on some pixel values), so :func:`preprocess` uses it only for
-            photos the JPEG decoder has already approximated by downscaling (draft).
-    """
-    resample = _RESAMPLE[spec.interpolation]
-    swap = orientation in (5, 6, 7, 8)
-    w, h = img.size[::-1] if swap else img.size
+def _resize_size(w: int, h: int, spec: InputSpec) -> tuple[int, int]:
     if spec.resize_mode == "stretch":
-        size = (spec.resize_width, spec.resize_height)
-    else:  # shorter_side
-        target = spec.resize_height
-        if w <= h:
-            size = (target, max(target, int(round(h * target / w))))
-        else:
-            size = (max(target, int(round(w * target / h))), target)
-    if size != (w, h):
+        return (spec.resize_width, spec.resize_height)
+    target = spec.resize_height  # shorter_side
+    if w <= h:
+        return (target, max(target, int(round(h * target / w))))
+    return (max(target, int(round(w * target / h))), target)
+
+
+def _crop_box(rw: int, rh: int, spec: InputSpec) -> tuple[int, int, int, int]:
+    if spec.crop_mode != "center" or (rw, rh) == (spec.width, spec.height):
+        return (0, 0, rw, rh)
+    left, top = (rw - spec.width) // 2, (rh - spec.height) // 2
+    return (left, top, left + spec.width, top + spec.height)
+
+
+def resize_and_crop(img: Image.Image, spec: InputSpec) -> Image.Image:
+    """Resize (Pillow, antialiased) then crop as the spec says: the contract, exactly. ``img`` must be RGB."""
+    size = _resize_size(*img.size, spec)
+    if size != img.size:
         # reducing_gap=None keeps Pillow's exact resampling (no JPEG-style reduce shortcut), so the Java port
         # in the Android demo can reproduce it bit for bit.
-        img = img.resize(size[::-1] if swap else size, resample=resample, reducing_gap=None)
-    img = orient(img, orientation)
-    if spec.crop_mode == "center" and img.size != (spec.width, spec.height):
-        rw, rh = img.size
-        left = (rw - spec.width) // 2
-        top = (rh - spec.height) // 2
-        img = img.crop((left, top, left + spec.width, top + spec.height))
-    return img
+        img = img.resize(size, resample=_RESAMPLE[spec.interpolation], reducing_gap=None)
+    box = _crop_box(*img.size, spec)
+    return img if box == (0, 0, *img.size) else img.crop(box)
+
+
+def _stored_box(box: tuple[int, int, int, int], orientation: int, w: int, h: int) -> tuple[int, int, int, int]:
+    """Where an upright box lies in the stored image (size ``w`` x ``h``) of the given EXIF orientation."""
+    l, t, r, b = box
+    return {
+        1: (l, t, r, b),
+        2: (w - r, t, w - l, b),
+        3: (w - r, h - b, w - l, h - t),
+        4: (l, h - b, r, h - t),
+        5: (t, l, b, r),
+        6: (t, h - r, b, h - l),
+        7: (w - b, h - r, w - t, h - l),
+        8: (w - b, l, w - t, r),
+    }[orientation]
+
+
+def resize_and_crop_stored(img: Image.Image, spec: InputSpec, orientation: int) -> Image.Image:
+    """:func:`resize_and_crop` of ``orient(img, orientation)``, computed the cheap way: resample only the crop
+    region of the stored pixels, then orient the small result.
+
+    The filter geometry is the contract's, but the two resize passes run in the stored orientation and the
+    crop box is given to Pillow in floating point, so some pixel values differ by 1 from the exact order.
+    :func:`preprocess` uses it only for photos the JPEG decoder has already approximated by downscaling (draft).
+    """
+    swap = orientation in (5, 6, 7, 8)
+    sw, sh = img.size
+    rw, rh = _resize_size(*((sh, sw) if swap else (sw, sh)), spec)
+    w, h = (rh, rw) if swap else (rw, rh)  # the resized image, in the stored orientation
+    x0, y0, x1, y1 = _stored_box(_crop_box(rw, rh, spec), orientation, w, h)
+    fx, fy = sw / w, sh / h
+    out = img.resize((x1 - x0, y1 - y0), resample=_RESAMPLE[spec.interpolation],
+                     box=(x0 * fx, y0 * fy, x1 * fx, y1 * fy), reducing_gap=None)
+    return orient(out, orientation)
 
 
 def normalize(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
@@ -118,8 +144,8 @@ def preprocess(src: ImageSource | Image.Image, spec: InputSpec, name: str | None
         ImageDecodeError: naming the image and the problem.
     """
     rgb, orientation, scaled = decode_rgb(src, spec.background, draft_size(spec), max_pixels, name)
-    if scaled:  # already approximate: rotate after shrinking, not the decoded megapixels
-        img = resize_and_crop(rgb, spec, orientation)
+    if scaled:  # already approximate: resample only what the crop keeps, and rotate the small result
+        img = resize_and_crop_stored(rgb, spec, orientation)
     else:
         img = resize_and_crop(orient(rgb, orientation), spec)
     return to_layout(normalize(np.asarray(img), spec), spec.layout)
