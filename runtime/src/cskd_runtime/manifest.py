@@ -94,7 +94,9 @@ class InputSpec:
         layout: ``NCHW`` (PyTorch, ONNX) or ``NHWC`` (TFLite for mobile).
         dtype: Tensor element type the artifact expects.
         quantization: Input quantization, required when ``dtype`` is an integer type.
-        draft: Whether JPEGs may be downscaled inside the decoder (DCT scaling) before resizing.
+        draft: Whether JPEGs may be downscaled inside the decoder (DCT scaling) before resizing. Such a photo
+            is already approximate, so the runtime also resamples only the crop region and rotates after
+            resizing (pixel values within 1 of the exact order).
         draft_factor: With ``draft``, the decoded image keeps at least this many times the resize size on each
             side, which bounds the difference to a full decode. 4 keeps scores of grainy 12 MP photos within 0.02
             (1..10 scale) of a full decode; 2 moved some by 0.03 (``cskd-bench runtime``).
