@@ -93,11 +93,14 @@ def orient(img: Image.Image, orientation: int) -> Image.Image:
     if method is None:
         return img
     out = img.transpose(method)
-    exif = out.getexif()
-    if 0x0112 in exif:
-        del exif[0x0112]
-        if "exif" in out.info:
-            out.info["exif"] = exif.tobytes()
+    try:
+        exif = out.getexif()
+        if 0x0112 in exif:
+            del exif[0x0112]
+            if "exif" in out.info:
+                out.info["exif"] = exif.tobytes()
+    except Exception:  # an EXIF block Pillow cannot rewrite: drop it rather than keep a stale orientation
+        out.info.pop("exif", None)
     for key in ("XML:com.adobe.xmp", "xmp"):  # Pillow also reads the orientation from XMP
         if key in out.info:
             out.info[key] = _strip_xmp_orientation(out.info[key])
