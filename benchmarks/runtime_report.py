@@ -182,8 +182,9 @@ def markdown(r: dict[str, Any]) -> str:
                   "",
                   f"Where the time goes (one thread, median per photo over {d['photos']}): full decode "
                   f"{d['full_decode_ms']:.0f} ms, + resize {d['full_decode_resize_ms']:.0f} ms; the runtime's "
-                  f"preprocessing (draft decode, resize, then rotate) {d['draft_decode_resize_ms']:.0f} ms ({d['full_decode_resize_ms'] / d['draft_decode_resize_ms']:.1f}x "
-                  "less). The rest of the speedup comes from decoding on several threads while the model runs."]
+                  f"preprocessing (draft decode, resize, then rotate) {d['draft_decode_resize_ms']:.0f} ms "
+                  f"({d['full_decode_resize_ms'] / d['draft_decode_resize_ms']:.1f}x less). "
+                  "The rest of the speedup comes from decoding on several threads while the model runs."]
 
     ov = r.get("overhead") or []
     if ov:

@@ -11,7 +11,7 @@ import io
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Union
 
@@ -244,7 +244,7 @@ def _orientation(img: Image.Image, label: str = "") -> int:
     return value if value in ORIENTATION_TRANSPOSES else 1
 
 
-def _apply_draft(img: Image.Image, min_size: tuple[int, int], orientation: int = 1) -> None:
+def _apply_draft(img: Image.Image, min_size: tuple[int, int], orientation: int) -> None:
     # EXIF orientations 5..8 swap width and height: ask the decoder for the size the upright image needs.
     w, h = min_size
     if orientation in (5, 6, 7, 8):
@@ -329,8 +329,7 @@ def load_rgb(
     name: str | None = None,
 ) -> Image.Image:
     """Open ``src`` (see :func:`open_image`) and return an upright 8-bit RGB image."""
-    rgb, orientation, _ = decode_rgb(src, background, draft_size, max_pixels, name)
-    return orient(rgb, orientation)
+    return decode_rgb(src, background, draft_size, max_pixels, name).upright()
 
 
 def decode_rgb(
@@ -339,10 +338,10 @@ def decode_rgb(
     draft_size: tuple[int, int] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     name: str | None = None,
-) -> tuple[Image.Image, int, bool]:
-    """:func:`decode` then :func:`to_rgb`: ``(8-bit RGB image in stored orientation, orientation, scaled)``."""
+) -> Decoded:
+    """:func:`decode` then :func:`to_rgb`: the 8-bit RGB image, still in its stored orientation."""
     d = decode(src, draft_size=draft_size, max_pixels=max_pixels, name=name)
     try:
-        return to_rgb(d.image, background), d.orientation, d.scaled
+        return replace(d, image=to_rgb(d.image, background))
     except (OSError, ValueError) as exc:
         raise ImageDecodeError(name or _describe(src), f"cannot convert mode {d.image.mode} to RGB ({exc})") from None

@@ -14,7 +14,8 @@ from PIL import Image
 from .imageio import DEFAULT_MAX_PIXELS, ImageSource, decode_rgb, orient
 from .manifest import InputSpec, Quantization
 
-__all__ = ["draft_size", "resize_and_crop", "resize_and_crop_stored", "normalize", "to_layout", "quantize", "preprocess", "preprocess_batch"]
+__all__ = ["draft_size", "resize_and_crop", "resize_and_crop_stored", "normalize", "to_layout", "quantize",
+           "preprocess", "preprocess_batch"]
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -143,11 +144,11 @@ def preprocess(src: ImageSource | Image.Image, spec: InputSpec, name: str | None
     Raises:
         ImageDecodeError: naming the image and the problem.
     """
-    rgb, orientation, scaled = decode_rgb(src, spec.background, draft_size(spec), max_pixels, name)
-    if scaled:  # already approximate: resample only what the crop keeps, and rotate the small result
-        img = resize_and_crop_stored(rgb, spec, orientation)
+    d = decode_rgb(src, spec.background, draft_size(spec), max_pixels, name)
+    if d.scaled:  # already approximate: resample only what the crop keeps, and rotate the small result
+        img = resize_and_crop_stored(d.image, spec, d.orientation)
     else:
-        img = resize_and_crop(orient(rgb, orientation), spec)
+        img = resize_and_crop(d.upright(), spec)
     return to_layout(normalize(np.asarray(img), spec), spec.layout)
 
 
